@@ -1,0 +1,35 @@
+# The two commands a new user runs: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit soak bench synth clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	exec $(PY) -m mailproxy.local.runner
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy mailproxy functions stacks app.py
+
+test: lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider
+
+soak: $(STAMP)
+	GMP_SOAK_MESSAGES=10000 $(PY) -m pytest -q -m soak tests/reliability
+
+clean:
+	rm -rf $(VENV) cdk.out build .mypy_cache .ruff_cache

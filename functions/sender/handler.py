@@ -1,0 +1,50 @@
+"""SQS-triggered sender: delivers a batch and reports partial batch failures (never fails the whole batch)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailproxy.config import settings
+from mailproxy.dal.queues import QueueEntry
+from mailproxy.logic.delivery import BatchDelivery
+from mailproxy.observability import logger, metrics, tracer
+from mailproxy.services import Services
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@cache
+def _services() -> Services:
+    return Services.create(settings())
+
+
+def _entries(event: dict[str, Any]) -> list[QueueEntry]:
+    entries = []
+    for record in event.get("Records", []):
+        try:
+            entries.append(QueueEntry.parse(record["body"]))
+        except (KeyError, TypeError, ValueError):
+            continue  # a poison record fails on its own in the record handler
+    return entries
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    with BatchDelivery(_services(), logger=logger, metrics=metrics) as delivery:
+        delivery.prepare(_entries(event))
+
+        def deliver(record: SQSRecord) -> str:
+            return delivery.deliver(QueueEntry.parse(record.body))
+
+        response = process_partial_response(
+            event=event, record_handler=deliver, processor=processor, context=context
+        )
+        logger.info("batch delivered", extra={"records": len(event.get("Records", [])), **delivery.outcomes})
+    return dict(response)

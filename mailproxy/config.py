@@ -1,0 +1,81 @@
+"""Configuration from the environment (SPEC §2): one validated model, read once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_AWS_TOKEN_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """Bad configuration: the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GMP_", extra="ignore", frozen=True)
+
+    mode: Literal["local", "aws"] = "local"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_token: SecretStr | None = None
+    api_token_secret_arn: str | None = None
+
+    client_sync_url: AnyHttpUrl | None = None
+    client_sync_user: str | None = None
+    client_sync_password: SecretStr | None = None
+    client_sync_token: SecretStr | None = None
+    client_sync_secret: SecretStr | None = None
+    client_sync_secret_arn: str | None = None
+    client_sync_timeout: float = Field(default=10.0, gt=0, le=120)
+    report_interval: float = Field(default=60.0, gt=0)
+    report_batch_size: int = Field(default=100, ge=1, le=1000)
+    report_run_budget: float = Field(default=45.0, gt=0, description="seconds a reporter run may take")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_delivery_activity: bool = False
+
+    messages_table: str = "gmp-messages"
+    config_table: str = "gmp-config"
+    urgent_queue_url: str | None = None
+    bulk_queue_url: str | None = None
+    body_bucket: str | None = None
+    kms_key_id: str | None = None
+    reporter_function_name: str | None = None
+    local_key: SecretStr | None = Field(default=None, description="Fernet key for SMTP passwords in local mode")
+
+    inline_content_limit: int = Field(default=96_000, ge=1_000, le=350_000)
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    backoff_base: float = Field(default=60.0, gt=0)
+    backoff_cap: float = Field(default=3600.0, gt=0)
+    lease_seconds: int = Field(default=300, ge=10)
+    enqueue_grace: int = Field(default=900, ge=60, description="seconds before the sweep re-enqueues a queued message")
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    return "GMP_" + str(loc[0]).upper() if loc else "GMP_*"
+
+
+def load_settings() -> Settings:
+    """Read and check the environment; raise ConfigError naming the variable on bad input."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"bad configuration: {problems}") from None
+    if settings.mode == "aws" and settings.api_token is not None:
+        check_aws_token(settings.api_token.get_secret_value())
+    return settings
+
+
+def check_aws_token(token: str) -> None:
+    if len(token) < MIN_AWS_TOKEN_LENGTH:
+        raise ConfigError(f"GMP_API_TOKEN: must be at least {MIN_AWS_TOKEN_LENGTH} characters in aws mode")
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()

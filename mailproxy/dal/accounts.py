@@ -1,0 +1,67 @@
+"""SMTP accounts, one item per account under its tenant; the password is stored encrypted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailproxy.crypto import SecretBox
+from mailproxy.dal.items import from_item, to_item
+from mailproxy.dal.keys import account_pk
+from mailproxy.models import AccountIn
+
+
+def _password_context(tenant_id: str, account_id: str) -> dict[str, str]:
+    return {"purpose": "smtp-password", "tenant": tenant_id, "account": account_id}
+
+
+class AccountStore:
+    def __init__(self, dynamodb: Any, table: str, secrets: SecretBox) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._secrets = secrets
+
+    def put(self, account: AccountIn) -> None:
+        data = account.model_dump(exclude={"password"})
+        if account.password is not None:
+            data["password_enc"] = self._secrets.encrypt(
+                account.password.get_secret_value(), _password_context(account.tenant_id, account.id)
+            )
+        self._db.put_item(
+            TableName=self._table, Item=to_item({"pk": account_pk(account.tenant_id), "sk": account.id, **data})
+        )
+
+    def get(self, tenant_id: str, account_id: str) -> dict[str, Any] | None:
+        """The stored account, password still encrypted (`password_enc`)."""
+        answer = self._db.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": account_pk(tenant_id)}, "sk": {"S": account_id}},
+            ConsistentRead=True,
+        )
+        return from_item(answer["Item"]) if "Item" in answer else None
+
+    def password(self, account: dict[str, Any]) -> str | None:
+        if "password_enc" not in account:
+            return None
+        return self._secrets.decrypt(account["password_enc"], _password_context(account["tenant_id"], account["id"]))
+
+    def delete(self, tenant_id: str, account_id: str) -> bool:
+        answer = self._db.delete_item(
+            TableName=self._table,
+            Key={"pk": {"S": account_pk(tenant_id)}, "sk": {"S": account_id}},
+            ReturnValues="ALL_OLD",
+        )
+        return "Attributes" in answer
+
+    def list(self, tenant_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": account_pk(tenant_id)}},
+        }
+        while True:
+            answer = self._db.query(**kwargs)
+            items.extend(from_item(i) for i in answer["Items"])
+            if "LastEvaluatedKey" not in answer:
+                return items
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]

@@ -1,0 +1,70 @@
+"""The two delivery queues: urgent (priorities 0-1) and bulk (2-3), so bulk mail never delays urgent mail."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mailproxy.models import Priority
+
+MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit; later deferrals are left to the sweep
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    tenant_id: str
+    message_id: str
+    account_id: str
+    priority: int
+    delay: int = 0
+
+    def body(self) -> str:
+        return json.dumps({"t": self.tenant_id, "id": self.message_id, "a": self.account_id, "p": self.priority})
+
+    @classmethod
+    def parse(cls, body: str) -> QueueEntry:
+        data = json.loads(body)
+        return cls(tenant_id=data["t"], message_id=data["id"], account_id=data["a"], priority=int(data["p"]))
+
+
+class DeliveryQueues:
+    def __init__(self, sqs: Any, urgent_url: str, bulk_url: str) -> None:
+        self._sqs = sqs
+        self.urgent_url = urgent_url
+        self.bulk_url = bulk_url
+
+    def url_for(self, priority: int) -> str:
+        return self.urgent_url if Priority(priority).is_urgent else self.bulk_url
+
+    def enqueue(self, entries: list[QueueEntry]) -> list[QueueEntry]:
+        """SendMessageBatch in chunks of 10 per queue; returns the entries SQS did not take."""
+        failed: list[QueueEntry] = []
+        by_queue: dict[str, list[QueueEntry]] = {}
+        for entry in entries:
+            by_queue.setdefault(self.url_for(entry.priority), []).append(entry)
+        for url, queued in by_queue.items():
+            for start in range(0, len(queued), 10):
+                chunk = queued[start : start + 10]
+                batch = [
+                    {
+                        "Id": str(n),
+                        "MessageBody": e.body(),
+                        "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, e.delay)),
+                    }
+                    for n, e in enumerate(chunk)
+                ]
+                answer = self._sqs.send_message_batch(QueueUrl=url, Entries=batch)
+                failed.extend(chunk[int(f["Id"])] for f in answer.get("Failed", []))
+        return failed
+
+    def depth(self) -> dict[str, int]:
+        result = {}
+        for name, url in (("urgent", self.urgent_url), ("bulk", self.bulk_url)):
+            attrs = self._sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            )["Attributes"]
+            result[name] = int(attrs["ApproximateNumberOfMessages"]) + int(
+                attrs["ApproximateNumberOfMessagesNotVisible"]
+            )
+        return result

@@ -1,0 +1,181 @@
+"""`make run`: the whole proxy on one machine. A moto server stands in for DynamoDB, SQS and S3; the API
+runs under uvicorn; pollers drive the sender handler as SQS would; a timer runs the reporter handler."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import boto3
+
+from mailproxy.config import ConfigError, load_settings
+from mailproxy.crypto import new_local_key
+from mailproxy.dal.schema import create_resources
+from mailproxy.local.lambda_context import LocalLambdaContext
+from mailproxy.local.poller import SqsPoller
+
+LOCAL_REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def moto_server(port: int | None = None) -> Iterator[str]:
+    """A moto server in a child process on a free loopback port; stopped on exit."""
+    port = port or free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1).close()  # noqa: S310 - loopback
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def point_at(endpoint: str) -> None:
+    """Every boto3 client of this process (and of its children) talks to the local stand-in, never to AWS."""
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106
+        AWS_DEFAULT_REGION=LOCAL_REGION,
+        AWS_REGION=LOCAL_REGION,
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gmp-local", description=__doc__)
+    parser.add_argument("--senders", type=int, default=2, help="concurrent sender pollers (Lambda concurrency)")
+    args = parser.parse_args(argv)
+    try:
+        base = load_settings()
+    except ConfigError as exc:
+        print(f"genro-mail-proxy: {exc}", file=sys.stderr)
+        return 2
+    generated_token = None
+    if base.api_token is None:
+        generated_token = secrets.token_urlsafe(32)
+        os.environ["GMP_API_TOKEN"] = generated_token
+    os.environ.setdefault("GMP_LOCAL_KEY", new_local_key())
+    os.environ["GMP_MODE"] = "local"
+
+    # SIGTERM ends the stack like Ctrl-C: the context managers below stop every child on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with moto_server() as endpoint:
+            point_at(endpoint)
+            resources = create_resources(boto3.session.Session())
+            os.environ.update(resources.environment())
+            return _serve(endpoint, generated_token, args.senders)
+    except KeyboardInterrupt:
+        print("genro-mail-proxy (local) stopped", flush=True)
+        return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(endpoint: str, generated_token: str | None, senders: int) -> int:
+    import uvicorn
+
+    # Imported only now: the handlers read the environment prepared above, as a Lambda reads its own.
+    from functions.api.app import ApiContext, create_app
+    from functions.reporter import handler as reporter
+    from functions.sender import handler as sender
+    from mailproxy.observability import logger
+    from mailproxy.services import Services
+
+    settings = load_settings()
+    services = Services.create(settings)
+    stop, wake_reporter = threading.Event(), threading.Event()
+
+    def report_loop() -> None:
+        while not stop.is_set():
+            wake_reporter.wait(settings.report_interval)
+            wake_reporter.clear()
+            if stop.is_set():
+                return
+            try:
+                reporter.handler({"source": "local-timer"}, LocalLambdaContext("gmp-reporter"))
+            except Exception:
+                logger.exception("reporter run failed")
+
+    threads = [threading.Thread(target=report_loop, name="reporter", daemon=True)]
+    for n in range(senders):
+        poller = SqsPoller(
+            services.sqs,
+            [settings.urgent_queue_url or "", settings.bulk_queue_url or ""],
+            sender.handler,
+            region=LOCAL_REGION,
+        )
+        threads.append(threading.Thread(target=poller.run, args=(stop,), name=f"sender-{n}", daemon=True))
+    for thread in threads:
+        thread.start()
+
+    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    app = create_app(ApiContext(services=lambda: services, api_token=lambda: token, trigger_report=wake_reporter.set))
+    print(f"genro-mail-proxy (local) listening on http://{settings.host}:{settings.port}", flush=True)
+    print(f"  OpenAPI docs:        http://{settings.host}:{settings.port}/docs", flush=True)
+    print(f"  AWS stand-in (moto): {endpoint}", flush=True)
+    print(
+        f"  reports to:          {settings.client_sync_url or '(GMP_CLIENT_SYNC_URL unset: reports wait)'}", flush=True
+    )
+    if generated_token:
+        print(f"  API token (generated, set GMP_API_TOKEN to choose one): {generated_token}", flush=True)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            access_log=settings.log_level == "DEBUG",
+        )
+    )
+    try:
+        server.run()
+    finally:
+        stop.set()
+        wake_reporter.set()
+        for thread in threads:
+            thread.join(timeout=5)
+    print("genro-mail-proxy (local) stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

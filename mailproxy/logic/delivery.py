@@ -1,0 +1,213 @@
+"""Delivery of one sender batch: claim each message, respect the account's quotas, send over one SMTP
+connection per account, record the outcome, and re-enqueue what must wait."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from mailproxy.dal.messages import Outcome
+from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
+from mailproxy.dal.ratelimits import Reservation
+from mailproxy.logic.backoff import retry_delay
+from mailproxy.logic.mime import MailAttachment, OutgoingMail, build_message
+from mailproxy.logic.smtp import Outcome as SmtpOutcome
+from mailproxy.logic.smtp import SmtpAccount, SmtpPool
+from mailproxy.models import MessageStatus
+from mailproxy.services import Services
+
+_LIMIT_FIELDS = {"minute": "limit_per_minute", "hour": "limit_per_hour", "day": "limit_per_day"}
+
+
+@dataclass
+class _Account:
+    smtp: SmtpAccount
+    limits: dict[str, int]
+
+
+def _outgoing(content: dict[str, Any]) -> OutgoingMail:
+    attachments = [
+        MailAttachment(filename=a["filename"], content=base64.b64decode(a["content"]), mime_type=a.get("mime_type"))
+        for a in content.get("attachments", [])
+    ]
+    return OutgoingMail(**{**content, "attachments": attachments})
+
+
+class BatchDelivery:
+    """Lives for one SQS batch. Not thread-safe: one per invocation."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        logger: Logger,
+        metrics: Metrics,
+        pool: SmtpPool | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._services = services
+        self._settings = services.settings
+        self._logger = logger
+        self._metrics = metrics
+        self._clock = clock
+        self.pool = pool or SmtpPool()
+        self._accounts: dict[tuple[str, str], _Account | None] = {}
+        self._reservations: dict[tuple[str, str], Reservation] = {}
+        self._contents: dict[tuple[str, str], dict[str, Any]] = {}
+        self.outcomes: Counter[str] = Counter()
+
+    # -- batch scope ---------------------------------------------------------------------------------
+    def prepare(self, entries: list[QueueEntry]) -> None:
+        """Read what the whole batch needs at once: accounts, quota slots, contents."""
+        now = int(self._clock())
+        wanted: Counter[tuple[str, str]] = Counter((e.tenant_id, e.account_id) for e in entries)
+        for key, count in wanted.items():
+            account = self._account(key)
+            if account and account.limits:
+                self._reservations[key] = self._services.rate_limits.reserve(*key, account.limits, count, now)
+        self._contents = self._services.messages.contents.get_many([(e.tenant_id, e.message_id) for e in entries])
+
+    def close(self) -> None:
+        for reservation in self._reservations.values():
+            self._services.rate_limits.release(reservation)
+        self.pool.close()
+
+    def __enter__(self) -> BatchDelivery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _account(self, key: tuple[str, str]) -> _Account | None:
+        if key not in self._accounts:
+            stored = self._services.accounts.get(*key)
+            self._accounts[key] = (
+                None
+                if stored is None
+                else _Account(
+                    smtp=SmtpAccount(
+                        host=stored["host"],
+                        port=int(stored["port"]),
+                        user=stored.get("user"),
+                        password=self._services.accounts.password(stored),
+                        use_tls=bool(stored.get("use_tls")),
+                        timeout=float(stored.get("timeout", 30.0)),
+                    ),
+                    limits={w: int(stored[f]) for w, f in _LIMIT_FIELDS.items() if stored.get(f)},
+                )
+            )
+        return self._accounts[key]
+
+    # -- one record ----------------------------------------------------------------------------------
+    def deliver(self, entry: QueueEntry) -> str:
+        """Deliver one queued message; returns what happened. Raises only when the record must be retried."""
+        now = int(self._clock())
+        claimed = self._services.messages.claim(
+            entry.tenant_id, entry.message_id, now=now, lease_seconds=self._settings.lease_seconds
+        )
+        if claimed is None:
+            self.outcomes["skipped"] += 1
+            return "skipped"  # already claimed, sent, ended, suspended, or not due yet: nothing to do
+        key = (entry.tenant_id, claimed["account_id"])
+        account = self._account(key)
+        if account is None:
+            return self._record(
+                claimed,
+                Outcome(
+                    MessageStatus.ERROR, now, error=f"account {claimed['account_id']!r} was deleted", smtp_attempt=False
+                ),
+            )
+        reservation = self._reservations.get(key)
+        if reservation is not None and not reservation.take():
+            return self._record(
+                claimed,
+                Outcome(
+                    MessageStatus.DEFERRED,
+                    now,
+                    not_before=reservation.retry_at or now + 60,
+                    reason=f"rate limit: {reservation.limited_by}",
+                    smtp_attempt=False,
+                ),
+            )
+        content = self._contents.get((entry.tenant_id, entry.message_id))
+        if content is None:
+            return self._record(
+                claimed, Outcome(MessageStatus.ERROR, now, error="message content is missing", smtp_attempt=False)
+            )
+        message, envelope = build_message(_outgoing(content), message_id=claimed["message_id_header"])
+        started = time.perf_counter()
+        result = self.pool.send(f"{key[0]}#{key[1]}", account.smtp, message, envelope)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._metrics.add_metric(name="SmtpLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+        if self._settings.log_delivery_activity:
+            self._logger.info(
+                "smtp attempt",
+                extra={
+                    "message_id": entry.message_id,
+                    "tenant_id": entry.tenant_id,
+                    "account_id": key[1],
+                    "smtp_host": account.smtp.host,
+                    "outcome": result.outcome.value,
+                    "smtp_code": result.code,
+                    "detail": result.detail,
+                    "latency_ms": round(latency_ms, 1),
+                    "attempt": claimed["attempts"] + 1,
+                },
+            )
+        done = int(self._clock())
+        if result.outcome is SmtpOutcome.SENT:
+            return self._record(claimed, Outcome(MessageStatus.SENT, done))
+        reply = f"{result.code} {result.detail}" if result.code else result.detail
+        if result.outcome is SmtpOutcome.ERROR:
+            return self._record(claimed, Outcome(MessageStatus.ERROR, done, error=reply))
+        attempt = claimed["attempts"] + 1
+        if attempt >= self._settings.max_attempts:
+            return self._record(
+                claimed, Outcome(MessageStatus.ERROR, done, error=f"gave up after {attempt} attempts: {reply}")
+            )
+        delay = retry_delay(attempt, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
+        return self._record(claimed, Outcome(MessageStatus.DEFERRED, done, not_before=done + delay, reason=reply))
+
+    def _record(self, claimed: dict[str, Any], outcome: Outcome) -> str:
+        if not self._services.messages.record(claimed, outcome):
+            self._logger.warning(
+                "claim lost before the outcome was written",
+                extra={"message_id": claimed["id"], "tenant_id": claimed["tenant_id"]},
+            )
+            self.outcomes["claim_lost"] += 1
+            return "claim_lost"
+        status = outcome.status.value
+        self.outcomes[status] += 1
+        self._metrics.add_metric(name=status.capitalize(), unit=MetricUnit.Count, value=1)
+        if outcome.status is MessageStatus.DEFERRED and outcome.not_before is not None:
+            delay = outcome.not_before - int(self._clock())
+            if delay <= MAX_DELAY_SECONDS:
+                # Best effort: if this enqueue is lost, the sweep enqueues the message once it is due.
+                self._services.queues.enqueue(
+                    [
+                        QueueEntry(
+                            claimed["tenant_id"],
+                            claimed["id"],
+                            claimed["account_id"],
+                            int(claimed["priority"]),
+                            delay=delay,
+                        )
+                    ]
+                )
+        extra = {
+            "message_id": claimed["id"],
+            "tenant_id": claimed["tenant_id"],
+            "account_id": claimed["account_id"],
+            "status": status,
+        }
+        if outcome.error or outcome.reason:
+            extra["reason"] = outcome.error or outcome.reason
+        self._logger.info("message outcome", extra=extra)
+        return status

@@ -1,0 +1,90 @@
+"""`add-messages`: validate each message on its own, store the good ones durably, enqueue them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from mailproxy.dal.messages import NewMessage
+from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
+from mailproxy.models import AddMessagesRequest, AddMessagesResponse, MessageIn, Rejection, describe_errors
+from mailproxy.services import Services
+
+logger = Logger(child=True)
+
+
+def _message_id_header(message: MessageIn) -> str:
+    domain = message.from_addr.rsplit("@", 1)[-1].rstrip(">").strip() or "mail-proxy.invalid"
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def add_messages(services: Services, request: AddMessagesRequest, *, now_ms: int) -> AddMessagesResponse:
+    rejected: list[Rejection] = []
+    valid: list[MessageIn] = []
+    seen: set[tuple[str, str]] = set()
+    for position, raw in enumerate(request.messages):
+        message = _validate(raw, position, request, rejected)
+        if message is None:
+            continue
+        if (message.tenant_id, message.id) in seen:
+            rejected.append(Rejection(id=message.id, reason="id: appears twice in this request"))
+            continue
+        seen.add((message.tenant_id, message.id))
+        valid.append(message)
+
+    known_accounts: dict[tuple[str, str], bool] = {}
+    new: list[NewMessage] = []
+    now = now_ms // 1000
+    for message in valid:
+        account_key = (message.tenant_id, message.account_id)
+        if account_key not in known_accounts:
+            known_accounts[account_key] = services.accounts.get(*account_key) is not None
+        if not known_accounts[account_key]:
+            rejected.append(Rejection(id=message.id, reason=f"account_id: unknown account {message.account_id!r}"))
+            continue
+        new.append(
+            NewMessage(
+                tenant_id=message.tenant_id,
+                id=message.id,
+                account_id=message.account_id,
+                priority=int(message.priority),
+                created_ms=now_ms,
+                not_before=message.deferred_ts if message.deferred_ts and message.deferred_ts > now else None,
+                batch_code=message.batch_code,
+                message_id_header=_message_id_header(message),
+                content=message.content(),
+            )
+        )
+
+    created = services.messages.put_batch(new, now=now, enqueue_grace=services.settings.enqueue_grace)
+    created_keys = {m.key for m in created}
+    rejected.extend(
+        Rejection(id=m.id, reason="id: already known; not queued again") for m in new if m.key not in created_keys
+    )
+    entries = [
+        QueueEntry(m.tenant_id, m.id, m.account_id, m.priority, delay=max(0, (m.not_before or now) - now))
+        for m in created
+        if (m.not_before or now) - now <= MAX_DELAY_SECONDS
+    ]
+    failed = services.queues.enqueue(entries)
+    if failed:
+        # Stored durably: the sweep enqueues them once their grace period is over.
+        logger.warning("enqueue failed; the sweep will enqueue these later", extra={"count": len(failed)})
+    return AddMessagesResponse(queued=len(created), rejected=rejected)
+
+
+def _validate(raw: Any, position: int, request: AddMessagesRequest, rejected: list[Rejection]) -> MessageIn | None:
+    if not isinstance(raw, dict):
+        rejected.append(Rejection(id=None, reason=f"messages.{position}: must be a JSON object"))
+        return None
+    raw_id = raw.get("id")
+    if request.default_priority is not None and raw.get("priority") is None:
+        raw = {**raw, "priority": int(request.default_priority)}
+    try:
+        return MessageIn.model_validate(raw)
+    except ValidationError as exc:
+        rejected.append(Rejection(id=raw_id if isinstance(raw_id, str) else None, reason=describe_errors(exc.errors())))
+        return None

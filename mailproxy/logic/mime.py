@@ -1,0 +1,204 @@
+"""Build the MIME message and the SMTP envelope of an outgoing mail.
+
+Everything goes through the standard ``email`` package with ``email.policy.SMTP`` (CRLF line ends,
+RFC 2047 encoded words for non-ASCII headers, RFC 2231 for non-ASCII attachment names). The body is
+UTF-8; it is sent as 7bit when it is plain ASCII with short lines, otherwise as quoted-printable or
+base64 (whichever is smaller), so the message never needs the server's 8BITMIME extension.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from datetime import UTC, datetime
+from email import headerregistry, policy
+from email.errors import NonASCIILocalPartDefect
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Literal, NamedTuple
+
+from pydantic import BaseModel
+
+__all__ = [
+    "PROTECTED_HEADERS",
+    "Envelope",
+    "MailAttachment",
+    "OutgoingMail",
+    "build_message",
+    "guess_mime_type",
+    "parse_address",
+]
+
+#: Header names (lower case) that ``OutgoingMail.headers`` may not set; ``Content-*`` is protected too.
+PROTECTED_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "mime-version"}
+)
+
+_DEFAULT_MIME_TYPE = "application/octet-stream"
+_HEADER_REGISTRY = headerregistry.HeaderRegistry()
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 field-name: printable ASCII except ':'
+
+
+
+class MailAttachment(BaseModel):
+    filename: str
+    content: bytes
+    mime_type: str | None = None  # guessed from filename when None, fallback application/octet-stream
+
+
+class OutgoingMail(BaseModel):
+    from_addr: str
+    to: list[str]
+    cc: list[str] = []
+    bcc: list[str] = []
+    reply_to: str | None = None
+    return_path: str | None = None  # envelope sender (MAIL FROM) when given; else from_addr's addr-spec
+    subject: str
+    body: str
+    content_type: Literal["plain", "html"] = "plain"
+    headers: dict[str, str] = {}  # extra headers; protected names are ignored
+    attachments: list[MailAttachment] = []
+
+
+class Envelope(NamedTuple):
+    sender: str  # addr-spec for MAIL FROM ("" = null reverse-path)
+    recipients: list[str]  # addr-specs: to + cc + bcc, de-duplicated (case-insensitively), order kept
+
+
+def parse_address(value: str) -> Address:
+    """Parse one RFC 5322 address (``"Name <user@host>"`` or ``user@host``) into an ``Address``.
+
+    Raises ``ValueError`` when ``value`` is not exactly one valid mailbox. Non-ASCII display names are
+    fine; a non-ASCII local part is accepted too (it needs a server offering SMTPUTF8).
+    The API can use this to validate addresses before queueing.
+    """
+    if not isinstance(value, str) or "\r" in value or "\n" in value:
+        raise ValueError("an address may not contain line breaks")
+    try:
+        header = _HEADER_REGISTRY("To", value)
+    except Exception as exc:  # the parser raises assorted errors on malformed input
+        raise ValueError(f"invalid address {value!r}") from exc
+    if not isinstance(header, headerregistry.AddressHeader):  # pragma: no cover - "To" is one
+        raise ValueError(f"invalid address {value!r}")
+    defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    if defects:
+        raise ValueError(f"invalid address {value!r}")
+    if len(header.groups) != 1 or header.groups[0].display_name is not None:
+        raise ValueError(f"expected a single address, got {value!r}")
+    (address,) = header.groups[0].addresses
+    if not address.username or not address.domain:
+        raise ValueError(f"invalid address {value!r}")
+    return address
+
+
+def _envelope_sender(mail: OutgoingMail, from_address: Address) -> str:
+    if mail.return_path is None:
+        return from_address.addr_spec
+    if mail.return_path.strip() in ("", "<>"):
+        return ""  # null reverse-path (bounces)
+    return parse_address(mail.return_path).addr_spec
+
+
+def guess_mime_type(filename: str, mime_type: str | None = None) -> tuple[str, str]:
+    """(maintype, subtype) for an attachment: the given type when well-formed, else a guess.
+
+    ``multipart/*`` and ``message/*`` cannot be carried as opaque base64 bytes (RFC 2046), so they
+    become ``application/octet-stream``, as does anything malformed.
+    """
+    candidate = (mime_type or "").strip().lower()
+    if not candidate:
+        candidate = mimetypes.guess_type(filename, strict=False)[0] or _DEFAULT_MIME_TYPE
+    maintype, sep, subtype = candidate.partition("/")
+    if (
+        not sep
+        or not maintype
+        or not subtype
+        or "/" in subtype
+        or any(ch in candidate for ch in ';"\\ \t\r\n')
+        or maintype in ("multipart", "message")
+    ):
+        maintype, _, subtype = _DEFAULT_MIME_TYPE.partition("/")
+    return maintype, subtype
+
+
+def _body_cte(body: str) -> str | None:
+    """7bit (None: let the email package decide) for short-lined ASCII, else QP or base64."""
+    if body.isascii() and all(len(line) <= 78 for line in body.splitlines()):
+        return None
+    non_ascii_bytes = len(body.encode("utf-8")) - sum(1 for ch in body if ch.isascii())
+    # quoted-printable triples every non-ASCII byte; base64 costs 4/3 on everything
+    return "base64" if non_ascii_bytes * 3 > len(body) else "quoted-printable"
+
+
+def _normalise_message_id(message_id: str) -> str:
+    mid = message_id.strip()
+    if not mid or any(ch in mid for ch in " \t\r\n"):
+        raise ValueError(f"invalid Message-ID {message_id!r}")
+    if not mid.startswith("<"):
+        mid = "<" + mid
+    if not mid.endswith(">"):
+        mid += ">"
+    return mid
+
+
+def build_message(
+    mail: OutgoingMail, *, message_id: str, date: datetime | None = None
+) -> tuple[EmailMessage, Envelope]:
+    """Build the MIME message (``email.policy.SMTP``) and the SMTP envelope of ``mail``.
+
+    text/plain or text/html body (utf-8), multipart/mixed when attachments exist, non-ASCII subject
+    and display names encoded (RFC 2047), Date (given or now, UTC; a naive datetime is taken as UTC)
+    and Message-ID (``<...>`` form) set, Bcc never in the headers, Reply-To when given. Extra headers
+    are applied unless their name is protected (see ``PROTECTED_HEADERS``, plus ``Content-*``), which
+    are silently ignored.
+
+    Raises ``ValueError`` on an invalid address, Message-ID, header name or header value (CR/LF).
+    """
+    from_address = parse_address(mail.from_addr)
+    to = [parse_address(a) for a in mail.to]
+    cc = [parse_address(a) for a in mail.cc]
+    bcc = [parse_address(a) for a in mail.bcc]
+
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = from_address
+    if to:
+        msg["To"] = to
+    if cc:
+        msg["Cc"] = cc
+    if mail.reply_to:
+        msg["Reply-To"] = parse_address(mail.reply_to)
+    msg["Subject"] = mail.subject
+    when = date if date is not None else datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    msg["Date"] = format_datetime(when.astimezone(UTC))
+    msg["Message-ID"] = _normalise_message_id(message_id)
+
+    for name, value in mail.headers.items():
+        key = name.strip().lower()
+        if not _FIELD_NAME.fullmatch(key):
+            raise ValueError(f"invalid header name {name!r}")
+        if key in PROTECTED_HEADERS or key.startswith("content-"):
+            continue
+        msg[name.strip()] = value  # a value with CR/LF raises ValueError
+
+    msg.set_content(mail.body, subtype=mail.content_type, charset="utf-8", cte=_body_cte(mail.body))
+    for attachment in mail.attachments:
+        maintype, subtype = guess_mime_type(attachment.filename, attachment.mime_type)
+        msg.add_attachment(
+            attachment.content,
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+            cte="base64",
+        )
+
+    recipients: list[str] = []
+    seen: set[str] = set()
+    for address in (*to, *cc, *bcc):
+        spec = address.addr_spec
+        if spec.lower() not in seen:
+            seen.add(spec.lower())
+            recipients.append(spec)
+    return msg, Envelope(sender=_envelope_sender(mail, from_address), recipients=recipients)

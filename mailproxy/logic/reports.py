@@ -1,0 +1,175 @@
+"""Delivery reports (SPEC §5): POST outcomes not yet acknowledged to the client, oldest first, in batches;
+mark them delivered only after a 2xx; stop at the first failure and retry on the next run."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from mailproxy.logic.sweep import sweep_due
+from mailproxy.models import DeliveryReportItem, MessageStatus
+from mailproxy.services import Services
+
+
+@dataclass(frozen=True)
+class ReportTarget:
+    url: str
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    signing_secret: str | None = None
+    timeout: float = 10.0
+
+    def headers(self, body: bytes, now: int) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "genro-mail-proxy-serverless"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        elif self.user is not None and self.password is not None:
+            basic = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        if self.signing_secret:
+            headers["X-GMP-Signature"] = signature(self.signing_secret, body, now)
+        return headers
+
+
+def signature(secret: str, body: bytes, timestamp: int) -> str:
+    """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the client recomputes it to verify the origin."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def report_entry(item: dict[str, Any]) -> DeliveryReportItem:
+    """The seed's fields; exactly one of sent_ts / error_ts / deferred_ts is set, by the current status."""
+    status = MessageStatus(item["status"])
+    return DeliveryReportItem(
+        id=item["id"],
+        account_id=item["account_id"],
+        priority=int(item["priority"]),
+        sent_ts=item.get("sent_ts") if status is MessageStatus.SENT else None,
+        error_ts=item.get("error_ts") if status is MessageStatus.ERROR else None,
+        error=item.get("error") if status is MessageStatus.ERROR else None,
+        deferred_ts=item.get("deferred_ts") if status is MessageStatus.DEFERRED else None,
+    )
+
+
+@dataclass(frozen=True)
+class PostResult:
+    ok: bool
+    detail: str
+    reply: Any = None
+
+
+def post(target: ReportTarget, entries: list[DeliveryReportItem], *, timeout: float, now: int) -> PostResult:
+    body = json.dumps({"delivery_report": [e.model_dump() for e in entries]}, separators=(",", ":")).encode()
+    request = urllib.request.Request(target.url, data=body, headers=target.headers(body, now), method="POST")  # noqa: S310 - URL validated as http(s) in the settings
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            raw = answer.read(65536)
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        return PostResult(False, f"client answered HTTP {exc.code}")
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return PostResult(False, f"client unreachable: {reason}")
+    if not 200 <= status < 300:
+        return PostResult(False, f"client answered HTTP {status}")
+    try:
+        reply = json.loads(raw) if raw else None
+    except ValueError:
+        reply = None
+    return PostResult(True, f"HTTP {status}", reply)
+
+
+@dataclass
+class ReportRun:
+    swept: int = 0
+    posted: int = 0
+    batches: int = 0
+    failures: int = 0
+    stopped: str = "done"
+
+
+class Reporter:
+    def __init__(
+        self,
+        services: Services,
+        target_for: Callable[[str], ReportTarget | None],
+        *,
+        logger: Logger,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._services = services
+        self._target_for = target_for
+        self._logger = logger
+        self._metrics = metrics
+        self._clock = clock
+
+    def run(self, *, budget_seconds: float, batch_size: int) -> ReportRun:
+        deadline = time.monotonic() + budget_seconds
+        run = ReportRun(swept=sweep_due(self._services, now=int(self._clock())))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.5:
+                run.stopped = "time budget used"
+                break
+            items = self._services.messages.pending_reports(batch_size)
+            if not items:
+                break
+            progressed = False
+            for tenant_id, group in groupby(sorted(items, key=lambda i: i["tenant_id"]), key=lambda i: i["tenant_id"]):
+                batch = list(group)
+                target = self._target_for(tenant_id)
+                if target is None:
+                    continue  # no endpoint configured: the reports wait in the outbox
+                result = post(
+                    target,
+                    [report_entry(i) for i in batch],
+                    timeout=max(0.5, min(target.timeout, deadline - time.monotonic())),
+                    now=int(self._clock()),
+                )
+                if not result.ok:
+                    run.failures += 1
+                    run.stopped = result.detail
+                    self._metrics.add_metric(name="ReportFailures", unit=MetricUnit.Count, value=1)
+                    self._logger.warning(
+                        "delivery report failed; will retry next run",
+                        extra={"tenant_id": tenant_id, "reports": len(batch), "reason": result.detail},
+                    )
+                    self._oldest_pending_metric()
+                    return run
+                self._mark(batch)
+                run.posted += len(batch)
+                run.batches += 1
+                progressed = True
+                self._metrics.add_metric(name="ReportsPosted", unit=MetricUnit.Count, value=len(batch))
+            if not progressed:
+                run.stopped = "no report endpoint configured"
+                break
+        self._oldest_pending_metric()
+        return run
+
+    def _mark(self, batch: list[dict[str, Any]]) -> None:
+        now = int(self._clock())
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda item: self._services.messages.mark_reported(item, now), batch))
+
+    def _oldest_pending_metric(self) -> None:
+        oldest = self._services.messages.pending_reports(1)
+        age = 0.0
+        if oldest:
+            age = max(0.0, self._clock() - int(oldest[0]["rpt_sk"].split("#", 1)[0]) / 1000)
+        self._metrics.add_metric(name="OldestPendingReportAge", unit=MetricUnit.Seconds, value=age)

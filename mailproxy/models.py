@@ -1,0 +1,313 @@
+"""Pydantic models of the API and of what is stored: validation lives here, once."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from email.headerregistry import Address as _HeaderAddress
+from email.utils import getaddresses, parseaddr
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_TENANT = "default"
+MAX_MESSAGES_PER_REQUEST = 1000
+MAX_ADDRESS_LENGTH = 320
+MAX_RECIPIENTS = 100
+MAX_SUBJECT_LENGTH = 998
+MAX_BODY_BYTES = 5_000_000
+MAX_ATTACHMENT_BYTES = 5_000_000
+MAX_HEADERS = 50
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 field-name: printable ASCII except ':'
+_PROTECTED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Reply-To",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "Return-Path",
+        "Sender",
+    )
+)
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    ERROR = "error"
+    DEFERRED = "deferred"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (MessageStatus.SENT, MessageStatus.ERROR)
+
+
+class Priority(IntEnum):
+    IMMEDIATE = 0
+    HIGH = 1
+    MEDIUM = 2
+    LOW = 3
+
+    @property
+    def is_urgent(self) -> bool:
+        return self <= Priority.HIGH
+
+
+def _no_line_breaks(value: str) -> str:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise ValueError("must not contain CR, LF or NUL (header injection)")
+    return value
+
+
+def _render_address(name: str, addr_spec: str) -> str:
+    if not name:
+        return addr_spec
+    try:
+        return str(_HeaderAddress(display_name=name, addr_spec=addr_spec))
+    except Exception as exc:  # the email package raises its own (non-ValueError) parse errors
+        raise ValueError(f"not an e-mail address: {name!r} <{addr_spec}>") from exc
+
+
+def _address(value: str) -> str:
+    """One RFC 5322 address, with or without display name; returned in canonical form."""
+    _no_line_breaks(value)
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise ValueError(f"address longer than {MAX_ADDRESS_LENGTH} characters")
+    name, addr = parseaddr(value)
+    if not addr or "@" not in addr:
+        raise ValueError(f"not an e-mail address: {value!r}")
+    try:
+        checked = validate_email(
+            addr,
+            check_deliverability=False,
+            test_environment=True,
+            globally_deliverable=False,
+            allow_domain_literal=True,
+        )
+    except EmailNotValidError as exc:
+        raise ValueError(f"not an e-mail address: {value!r} ({exc})") from None
+    return _render_address(name, checked.normalized)
+
+
+def _address_list(value: Any) -> Any:
+    """`to`/`cc`/`bcc` come as a list or as one comma-separated string."""
+    if isinstance(value, str):
+        _no_line_breaks(value)
+        return [_render_address(n, a) for n, a in getaddresses([value]) if a] or [value]
+    return value
+
+
+def _priority(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().upper() in Priority.__members__:
+        return Priority[value.strip().upper()]
+    return value
+
+
+HeaderText = Annotated[str, AfterValidator(_no_line_breaks)]
+Address = Annotated[str, AfterValidator(_address)]
+AddressList = Annotated[list[Address], BeforeValidator(_address_list), Field(max_length=MAX_RECIPIENTS)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+PriorityField = Annotated[Priority, BeforeValidator(_priority)]
+
+
+class AccountIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: Identifier
+    tenant_id: TenantId = DEFAULT_TENANT
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\[\]_-]+$")]
+    port: int = Field(ge=1, le=65535)
+    user: Annotated[HeaderText, StringConstraints(max_length=320)] | None = None
+    password: SecretStr | None = Field(default=None, max_length=1024)
+    use_tls: bool = False
+    timeout: float = Field(default=30.0, gt=0, le=300)
+    limit_per_minute: int | None = Field(default=None, ge=1)
+    limit_per_hour: int | None = Field(default=None, ge=1)
+    limit_per_day: int | None = Field(default=None, ge=1)
+
+
+class AccountOut(BaseModel):
+    id: str
+    tenant_id: str
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = Field(default=None, description="'***' when a password is stored; never the password")
+    use_tls: bool
+    timeout: float
+    limit_per_minute: int | None = None
+    limit_per_hour: int | None = None
+    limit_per_day: int | None = None
+
+
+class AttachmentIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    filename: Annotated[HeaderText, StringConstraints(min_length=1, max_length=255)]
+    content: str = Field(description="base64")
+    mime_type: Annotated[str, StringConstraints(pattern=r"^[\w.+-]+/[\w.+-]+$", max_length=127)] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        if len(value) > MAX_ATTACHMENT_BYTES * 4 // 3 + 4:
+            raise ValueError(f"attachment larger than {MAX_ATTACHMENT_BYTES} bytes")
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+        return value
+
+
+class MessageIn(BaseModel):
+    """One message of `add-messages`. Validated one by one so that a bad message is rejected alone."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: Identifier
+    tenant_id: TenantId = DEFAULT_TENANT
+    account_id: Identifier
+    from_addr: Address = Field(validation_alias=AliasChoices("from", "from_addr"))
+    to: AddressList = Field(min_length=1)
+    cc: AddressList = []
+    bcc: AddressList = []
+    reply_to: Address | None = None
+    return_path: Address | None = None
+    subject: Annotated[HeaderText, StringConstraints(max_length=MAX_SUBJECT_LENGTH)] = ""
+    body: str = ""
+    content_type: Literal["plain", "html"] = "plain"
+    headers: dict[str, HeaderText] = Field(default_factory=dict, max_length=MAX_HEADERS)
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
+    priority: PriorityField = Priority.MEDIUM
+    deferred_ts: int | None = Field(default=None, ge=0)
+    batch_code: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @field_validator("body")
+    @classmethod
+    def _body_size(cls, value: str) -> str:
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+            raise ValueError(f"body larger than {MAX_BODY_BYTES} bytes")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if name.lower() in _PROTECTED_HEADERS:
+                raise ValueError(f"header {name!r} is set by the proxy; use the message field instead")
+        return value
+
+    @model_validator(mode="after")
+    def _total_size(self) -> MessageIn:
+        total = len(self.body) + sum(len(a.content) * 3 // 4 for a in self.attachments)
+        if total > MAX_BODY_BYTES * 2:
+            raise ValueError(f"message larger than {MAX_BODY_BYTES * 2} bytes (body + attachments)")
+        return self
+
+    def content(self) -> dict[str, Any]:
+        """What the sender needs to build the mail: stored once, apart from the status."""
+        return self.model_dump(
+            include={
+                "from_addr",
+                "to",
+                "cc",
+                "bcc",
+                "reply_to",
+                "return_path",
+                "subject",
+                "body",
+                "content_type",
+                "headers",
+                "attachments",
+            }
+        )
+
+
+class AddMessagesRequest(BaseModel):
+    messages: list[Any] = Field(
+        description="messages as described by the MessageIn schema; each is validated on its own, so a bad "
+        "message is rejected alone while the good ones are queued",
+    )
+    default_priority: PriorityField | None = None
+
+
+class Rejection(BaseModel):
+    id: str | None
+    reason: str
+
+
+class AddMessagesResponse(BaseModel):
+    ok: bool = True
+    queued: int
+    rejected: list[Rejection]
+
+
+class MessageView(BaseModel):
+    id: str
+    tenant_id: str
+    account_id: str
+    priority: int
+    status: MessageStatus
+    batch_code: str | None = None
+    created_ts: int
+    attempts: int = 0
+    sent_ts: int | None = None
+    error_ts: int | None = None
+    error: str | None = None
+    deferred_ts: int | None = None
+    deferred_reason: str | None = None
+    reported_ts: int | None = None
+
+
+class MessagesPage(BaseModel):
+    ok: bool = True
+    messages: list[MessageView]
+    cursor: str | None = Field(description="pass as `cursor` to read the next page; null at the end")
+
+
+class DeliveryReportItem(BaseModel):
+    """One entry of `{"delivery_report": [...]}`: exactly the seed document's fields."""
+
+    id: str
+    account_id: str
+    priority: int
+    sent_ts: int | None
+    error_ts: int | None
+    error: str | None
+    deferred_ts: int | None
+
+
+def describe_errors(errors: list[Any]) -> str:
+    """A pydantic error list as one line naming each field."""
+    parts = []
+    for err in errors:
+        field = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "message"
+        parts.append(f"{field}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

@@ -1,0 +1,66 @@
+"""Wires settings to AWS clients and stores; one instance per process (Lambda container or local runner)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from mailproxy.config import ConfigError, Settings
+from mailproxy.crypto import KmsSecretBox, LocalSecretBox, SecretBox
+from mailproxy.dal.accounts import AccountStore
+from mailproxy.dal.contents import ContentStore
+from mailproxy.dal.messages import MessageStore
+from mailproxy.dal.queues import DeliveryQueues
+from mailproxy.dal.ratelimits import RateLimiter
+
+BOTO_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 6},
+    max_pool_connections=32,
+    connect_timeout=5,
+    read_timeout=20,
+)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    dynamodb: Any
+    sqs: Any
+    messages: MessageStore
+    accounts: AccountStore
+    queues: DeliveryQueues
+    rate_limits: RateLimiter
+
+    @classmethod
+    def create(cls, settings: Settings, session: boto3.session.Session | None = None) -> Services:
+        session = session or boto3.session.Session()
+        dynamodb = session.client("dynamodb", config=BOTO_CONFIG)
+        sqs = session.client("sqs", config=BOTO_CONFIG)
+        s3 = session.client("s3", config=BOTO_CONFIG)
+        if not settings.urgent_queue_url or not settings.bulk_queue_url:
+            raise ConfigError("GMP_URGENT_QUEUE_URL and GMP_BULK_QUEUE_URL: both queues must be set")
+        contents = ContentStore(
+            dynamodb, s3, settings.messages_table, settings.body_bucket, settings.inline_content_limit
+        )
+        return cls(
+            settings=settings,
+            dynamodb=dynamodb,
+            sqs=sqs,
+            messages=MessageStore(dynamodb, settings.messages_table, contents),
+            accounts=AccountStore(dynamodb, settings.config_table, _secret_box(settings, session)),
+            queues=DeliveryQueues(sqs, settings.urgent_queue_url, settings.bulk_queue_url),
+            rate_limits=RateLimiter(dynamodb, settings.config_table),
+        )
+
+
+def _secret_box(settings: Settings, session: boto3.session.Session) -> SecretBox:
+    if settings.kms_key_id:
+        return KmsSecretBox(session.client("kms", config=BOTO_CONFIG), settings.kms_key_id)
+    if settings.mode == "aws":
+        raise ConfigError("GMP_KMS_KEY_ID: required in aws mode to encrypt SMTP passwords")
+    if settings.local_key is None:
+        raise ConfigError("GMP_LOCAL_KEY: required in local mode to encrypt SMTP passwords (make run sets one)")
+    return LocalSecretBox(settings.local_key.get_secret_value())

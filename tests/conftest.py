@@ -1,0 +1,147 @@
+"""Shared fixtures: moto in process (boto3 through botocore's real request path), services, the API client."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+from moto import mock_aws
+
+from functions.api.app import ApiContext, create_app
+from mailproxy.config import Settings
+from mailproxy.crypto import new_local_key
+from mailproxy.dal.schema import LocalResources, create_resources
+from mailproxy.services import Services
+
+pytest_plugins = ["tests.integration.conftest_smtp"]
+
+API_TOKEN = "test-token-0123456789-abcdefghijklmnop"
+AUTH = {"X-API-Token": API_TOKEN}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test can reach AWS: fake credentials, one region, no endpoint or profile from the outside."""
+    for name in list(os.environ):
+        if name.startswith(("GMP_", "AWS_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def aws() -> Iterator[LocalResources]:
+    with mock_aws():
+        yield create_resources(boto3.session.Session())
+
+
+def make_settings(resources: LocalResources, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "mode": "local",
+        "api_token": API_TOKEN,
+        "local_key": new_local_key(),
+        "messages_table": resources.messages_table,
+        "config_table": resources.config_table,
+        "urgent_queue_url": resources.urgent_queue_url,
+        "bulk_queue_url": resources.bulk_queue_url,
+        "body_bucket": resources.body_bucket,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(aws: LocalResources) -> Settings:
+    return make_settings(aws)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Services:
+    return Services.create(settings)
+
+
+class ReportTriggers:
+    """Counts how often the API asked for an immediate report run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def report_triggers() -> ReportTriggers:
+    return ReportTriggers()
+
+
+@pytest.fixture
+def api(services: Services, report_triggers: ReportTriggers) -> TestClient:
+    app = create_app(ApiContext(services=lambda: services, api_token=lambda: API_TOKEN, trigger_report=report_triggers))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def account_payload(**overrides: Any) -> dict[str, Any]:
+    return {
+        "id": "smtp-main",
+        "host": "127.0.0.1",
+        "port": 2525,
+        "user": "sender",
+        "password": "app-specific-password",
+        "use_tls": False,
+        **overrides,
+    }
+
+
+def message_payload(message_id: str = "MSG-001", **overrides: Any) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "account_id": "smtp-main",
+        "from": "sender@example.com",
+        "to": ["rcpt@example.com"],
+        "subject": "Hello",
+        "body": "Hi there",
+        **overrides,
+    }
+
+
+@pytest.fixture
+def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The function handlers read their configuration from the environment, as in Lambda."""
+    from functions.api import handler as api_handler
+    from functions.reporter import handler as reporter_handler
+    from functions.sender import handler as sender_handler
+    from mailproxy.config import settings as cached_settings
+
+    def reset() -> None:
+        cached_settings.cache_clear()
+        for module in (api_handler, sender_handler, reporter_handler):
+            module._services.cache_clear()
+
+    for name, value in settings.model_dump(exclude_none=True).items():
+        plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        monkeypatch.setenv(f"GMP_{name.upper()}", str(plain).lower() if isinstance(plain, bool) else str(plain))
+    reset()
+    yield cached_settings()
+    reset()
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Everything the functions' structured logger writes (JSON lines), whatever stream it was created with."""
+    from mailproxy.observability import logger
+
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    original = handler.setStream(buffer)
+    yield buffer
+    if original is not None:
+        handler.setStream(original)
