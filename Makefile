@@ -31,5 +31,9 @@ test: lint typecheck
 soak: $(STAMP)
 	GMP_SOAK_MESSAGES=10000 $(PY) -m pytest -q -m soak tests/reliability
 
+synth: $(STAMP)
+	$(PY) -m stacks.build_layer
+	CDK_OUTDIR=cdk.out $(PY) app.py
+
 clean:
 	rm -rf $(VENV) cdk.out build .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import boto3
@@ -50,7 +51,7 @@ class Services:
             dynamodb=dynamodb,
             sqs=sqs,
             messages=MessageStore(dynamodb, settings.messages_table, contents),
-            accounts=AccountStore(dynamodb, settings.config_table, _secret_box(settings, session)),
+            accounts=AccountStore(dynamodb, settings.config_table, cache(lambda: _secret_box(settings, session))),
             queues=DeliveryQueues(sqs, settings.urgent_queue_url, settings.bulk_queue_url),
             rate_limits=RateLimiter(dynamodb, settings.config_table),
         )

@@ -260,6 +260,11 @@ class _SinkHandler:
         number = self.sink._store(received)
         return f"250 2.0.0 OK queued as sink-{number}"
 
+    async def handle_exception(self, error: Exception) -> str:
+        # e.g. a client rejecting our certificate mid-STARTTLS: keep it out of the logs, but on record
+        self.sink._record_error(error)
+        return f"500 Error: ({type(error).__name__}) {error}"
+
     def authenticate(
         self, server: SMTP, session: SmtpdSession, envelope: SmtpdEnvelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
@@ -299,6 +304,8 @@ class SmtpSink:
         STARTTLS only) and False otherwise (plain: loopback AUTH in clear; implicit TLS is TLS anyway).
     require_starttls: refuse MAIL etc. with 530 until STARTTLS (``starttls`` mode only).
     certs: the CertAuthority for TLS modes (a new one is made when omitted).
+    smtp_kwargs: passed on to aiosmtpd's SMTP, e.g. ``auth_exclude_mechanism=["PLAIN"]``,
+        ``data_size_limit=1000``, ``auth_required=True``.
     """
 
     def __init__(
@@ -312,6 +319,7 @@ class SmtpSink:
         host: str = LOOPBACK,
         port: int = 0,
         server_name: str = "sink.test",
+        **smtp_kwargs: Any,
     ) -> None:
         if mode not in ("plain", "starttls", "implicit_tls"):
             raise ValueError(f"unknown mode {mode!r}")
@@ -323,10 +331,12 @@ class SmtpSink:
         self.host = host
         self.port = port
         self.server_name = server_name
+        self.smtp_kwargs = smtp_kwargs
         self._lock = threading.Lock()
         self._messages: list[ReceivedMessage] = []
         self._commands: list[Command] = []
         self._auth_attempts: list[AuthAttempt] = []
+        self._errors: list[Exception] = []
         self._faults: list[Fault] = []
         self._active: set[_SinkSMTP] = set()
         self._next_connection = 0
@@ -345,6 +355,7 @@ class SmtpSink:
             "auth_require_tls": self.auth_require_tls,
             "authenticator": handler.authenticate,
             "ready_timeout": 10.0,
+            **self.smtp_kwargs,
         }
         if self.mode == "starttls":
             assert self.certs is not None
@@ -460,6 +471,7 @@ class SmtpSink:
             self._messages.clear()
             self._commands.clear()
             self._auth_attempts.clear()
+            self._errors.clear()
             self._faults.clear()
             self._next_connection = 0
 
@@ -479,6 +491,12 @@ class SmtpSink:
     def auth_attempts(self) -> list[AuthAttempt]:
         with self._lock:
             return list(self._auth_attempts)
+
+    @property
+    def errors(self) -> list[Exception]:
+        """Exceptions raised while serving clients (e.g. a failed TLS handshake: TLSSetupException)."""
+        with self._lock:
+            return list(self._errors)
 
     @property
     def connections(self) -> int:
@@ -526,6 +544,10 @@ class SmtpSink:
         with self._lock:
             self._commands.append(command)
 
+    def _record_error(self, error: Exception) -> None:
+        with self._lock:
+            self._errors.append(error)
+
     def _record_auth(self, attempt: AuthAttempt) -> None:
         with self._lock:
             self._auth_attempts.append(attempt)
@@ -542,4 +564,3 @@ class SmtpSink:
                     fault.hits += 1
                     return fault
         return None
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mailproxy.crypto import SecretBox
@@ -15,15 +16,15 @@ def _password_context(tenant_id: str, account_id: str) -> dict[str, str]:
 
 
 class AccountStore:
-    def __init__(self, dynamodb: Any, table: str, secrets: SecretBox) -> None:
+    def __init__(self, dynamodb: Any, table: str, secrets: Callable[[], SecretBox]) -> None:
         self._db = dynamodb
         self._table = table
-        self._secrets = secrets
+        self._secrets = secrets  # made on first use: the reporter reads no password and has no key
 
     def put(self, account: AccountIn) -> None:
         data = account.model_dump(exclude={"password"})
         if account.password is not None:
-            data["password_enc"] = self._secrets.encrypt(
+            data["password_enc"] = self._secrets().encrypt(
                 account.password.get_secret_value(), _password_context(account.tenant_id, account.id)
             )
         self._db.put_item(
@@ -42,7 +43,7 @@ class AccountStore:
     def password(self, account: dict[str, Any]) -> str | None:
         if "password_enc" not in account:
             return None
-        return self._secrets.decrypt(account["password_enc"], _password_context(account["tenant_id"], account["id"]))
+        return self._secrets().decrypt(account["password_enc"], _password_context(account["tenant_id"], account["id"]))
 
     def delete(self, tenant_id: str, account_id: str) -> bool:
         answer = self._db.delete_item(

@@ -8,6 +8,7 @@ base64 (whichever is smaller), so the message never needs the server's 8BITMIME 
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import re
 from datetime import UTC, datetime
@@ -31,14 +32,11 @@ __all__ = [
 ]
 
 #: Header names (lower case) that ``OutgoingMail.headers`` may not set; ``Content-*`` is protected too.
-PROTECTED_HEADERS = frozenset(
-    {"from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "mime-version"}
-)
+PROTECTED_HEADERS = frozenset({"from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "mime-version"})
 
 _DEFAULT_MIME_TYPE = "application/octet-stream"
 _HEADER_REGISTRY = headerregistry.HeaderRegistry()
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 field-name: printable ASCII except ':'
-
 
 
 class MailAttachment(BaseModel):
@@ -66,6 +64,7 @@ class Envelope(NamedTuple):
     recipients: list[str]  # addr-specs: to + cc + bcc, de-duplicated (case-insensitively), order kept
 
 
+@functools.lru_cache(maxsize=4096)  # Address objects are immutable; bulk mail repeats its senders
 def parse_address(value: str) -> Address:
     """Parse one RFC 5322 address (``"Name <user@host>"`` or ``user@host``) into an ``Address``.
 

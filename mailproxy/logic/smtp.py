@@ -16,6 +16,7 @@ The password never appears in a ``SendResult``, a probe step or a log line.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import ipaddress
@@ -94,12 +95,9 @@ def is_loopback_host(host: str) -> bool:
 # --------------------------------------------------------------------------- helpers
 
 
-def _classify(code: int) -> Outcome:
-    if 200 <= code < 300:
-        return Outcome.SENT
-    if 500 <= code < 600:
-        return Outcome.ERROR
-    return Outcome.DEFERRED  # 4xx, and anything unexpected is worth another try
+def _failure_outcome(code: int) -> Outcome:
+    """For a reply that means "not done": permanent (5xx) -> error, anything else -> deferred."""
+    return Outcome.ERROR if 500 <= code < 600 else Outcome.DEFERRED
 
 
 def _text(reply: bytes | str | None) -> str:
@@ -228,8 +226,8 @@ def _connect(account: SmtpAccount, step: StepCallback = _no_step) -> _Connection
     try:
         code, banner = smtp.connect(account.host, account.port)
         if code != 220:
-            outcome = Outcome.ERROR if 500 <= code < 600 else Outcome.DEFERRED
-            raise _fail(outcome, code, f"server refused the connection: {_reply(code, banner)} ({where})")
+            detail = f"server refused the connection: {_reply(code, banner)} ({where})"
+            raise _fail(_failure_outcome(code), code, detail)
         mode = "implicit TLS" if account.use_tls else "plain"
         step("connect", True, f"connected to {where} ({mode}): {_reply(code, banner)}")
 
@@ -242,7 +240,7 @@ def _connect(account: SmtpAccount, step: StepCallback = _no_step) -> _Connection
             if smtp.has_extn("starttls"):
                 code, reply = smtp.starttls(context=context)
                 if code != 220:
-                    raise _fail(_classify(code), code, f"STARTTLS refused: {_reply(code, reply)} ({where})")
+                    raise _fail(_failure_outcome(code), code, f"STARTTLS refused: {_reply(code, reply)} ({where})")
                 encrypted = True
                 _ehlo(smtp)
                 version = smtp.sock.version() if isinstance(smtp.sock, ssl.SSLSocket) else "?"
@@ -276,8 +274,8 @@ def _connect(account: SmtpAccount, step: StepCallback = _no_step) -> _Connection
         smtp.close()
         detail = f"{current.upper()} failed: {_reply(exc.smtp_code, exc.smtp_error)} ({where})"
         step(current, False, detail)
-        raise _fail(_classify(exc.smtp_code), exc.smtp_code, detail) from None
-    except (OSError, ValueError) as exc:  # network, TLS, DNS, disconnects (SMTPException is an OSError)
+        raise _fail(_failure_outcome(exc.smtp_code), exc.smtp_code, detail) from None
+    except (OSError, ValueError, OverflowError) as exc:  # network, TLS, DNS, disconnects (SMTPException is an OSError)
         smtp.close()
         detail = f"{_describe(exc)} ({current}, {where})"
         step(current, False, detail)
@@ -294,32 +292,34 @@ def _ehlo(smtp: _Client) -> None:
         raise smtplib.SMTPHeloError(code, reply)
 
 
-_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 def _login(smtp: _Client, user: str, password: str) -> str:
-    """One AUTH attempt with the best mechanism the server offers (no second guess with another)."""
+    """One AUTH attempt, PLAIN (RFC 4616) or else LOGIN, with UTF-8 credentials; no second guess with
+    another mechanism (servers count failures). smtplib's own login() would try every mechanism in turn
+    and cannot encode a non-ASCII password."""
     if not smtp.has_extn("auth"):
         raise _fail(Outcome.ERROR, None, "server does not offer AUTH (credentials are configured)")
     offered = smtp.esmtp_features["auth"].upper().split()
-    mechanism = next((m for m in _MECHANISMS if m in offered), None)
-    if mechanism is None:
+    if "PLAIN" in offered:
+        mechanism = "PLAIN"
+        code, reply = smtp.docmd("AUTH", "PLAIN " + _b64(f"\0{user}\0{password}"))
+    elif "LOGIN" in offered:
+        mechanism = "LOGIN"
+        code, reply = smtp.docmd("AUTH", "LOGIN " + _b64(user))
+        if code == 334:
+            code, reply = smtp.docmd(_b64(password))
+    else:
         raise _fail(
-            Outcome.ERROR, None, f"no supported AUTH mechanism (server offers {' '.join(offered) or 'none'})"
+            Outcome.ERROR,
+            None,
+            f"no supported AUTH mechanism (server offers {' '.join(offered) or 'none'}; PLAIN or LOGIN needed)",
         )
-    smtp.user, smtp.password = user, password  # read by smtplib's auth_* methods
-    try:
-        if mechanism == "PLAIN":
-            code, reply = smtp.auth(mechanism, smtp.auth_plain)
-        elif mechanism == "LOGIN":
-            code, reply = smtp.auth(mechanism, smtp.auth_login)
-        else:
-            code, reply = smtp.auth(mechanism, smtp.auth_cram_md5)
-    except smtplib.SMTPAuthenticationError as exc:
-        detail = _scrub(f"authentication failed: {_reply(exc.smtp_code, exc.smtp_error)}", password)
-        raise _fail(_classify(exc.smtp_code), exc.smtp_code, detail) from None
-    finally:
-        smtp.user = smtp.password = ""
+    if code not in (235, 503):  # 503: already authenticated
+        detail = _scrub(f"authentication failed: {_reply(code, reply)}", password)
+        raise _fail(_failure_outcome(code), code, detail)
     return f"authenticated as {user} ({mechanism}): {_reply(code, reply)}"
 
 
@@ -389,18 +389,14 @@ class SmtpPool:
         for connection in connections.values():
             connection.close(polite=True)
 
-    def send(
-        self, account_key: str, account: SmtpAccount, message: EmailMessage, envelope: Envelope
-    ) -> SendResult:
+    def send(self, account_key: str, account: SmtpAccount, message: EmailMessage, envelope: Envelope) -> SendResult:
         result = self._send(account_key, account, message, envelope)
         scrubbed = _scrub(result.detail, account.password)
         return result if scrubbed == result.detail else SendResult(result.outcome, result.code, scrubbed)
 
     # -- internals
 
-    def _send(
-        self, account_key: str, account: SmtpAccount, message: EmailMessage, envelope: Envelope
-    ) -> SendResult:
+    def _send(self, account_key: str, account: SmtpAccount, message: EmailMessage, envelope: Envelope) -> SendResult:
         prepared = _prepare(message, envelope)
         if isinstance(prepared, SendResult):
             return prepared
@@ -415,16 +411,34 @@ class SmtpPool:
             except _Failure as failure:
                 return failure.result
         try:
-            return self._transaction(account_key, connection, prepared)
+            return self._guarded_transaction(account_key, connection, prepared)
         except _Failure as failure:
             if not (reused and failure.dead_before_accept):
                 return failure.result
-            log.info("smtp: pooled connection for %s was dead (%s); reconnecting", account_key, failure)
+            log.info(
+                "smtp: pooled connection for %s was dead (%s); reconnecting",
+                account_key,
+                _scrub(failure.result.detail, account.password),
+            )
         try:
             connection = self._open(account_key, account)
-            return self._transaction(account_key, connection, prepared)
+            return self._guarded_transaction(account_key, connection, prepared)
         except _Failure as failure:
             return failure.result
+
+    def _guarded_transaction(self, account_key: str, conn: _Connection, prepared: _Prepared) -> SendResult:
+        try:
+            return self._transaction(account_key, conn, prepared)
+        except _Failure:
+            raise
+        except (ValueError, UnicodeError) as exc:  # e.g. smtplib refusing an address it cannot encode
+            conn.broken = True
+            self._discard(account_key)
+            return SendResult(Outcome.ERROR, None, f"the message cannot be sent: {exc}")
+        except BaseException:  # a bug: do not leave a connection in an unknown state in the pool
+            conn.broken = True
+            self._discard(account_key)
+            raise
 
     def _open(self, account_key: str, account: SmtpAccount) -> _Connection:
         def count(name: str, ok: bool, detail: str) -> None:
@@ -480,9 +494,9 @@ class SmtpPool:
             code, reply = smtp.mail(envelope.sender, options)
             if code == 421:
                 raise self._broken(account_key, conn, code, f"{stage}: {_reply(code, reply)}", True)
-            if code != 250:
+            if not 200 <= code < 300:
                 self._rset(account_key, conn)
-                return SendResult(_classify(code), code, f"{stage} rejected: {_reply(code, reply)}")
+                return SendResult(_failure_outcome(code), code, f"{stage} rejected: {_reply(code, reply)}")
 
             stage = "RCPT TO"
             refused: list[tuple[str, int, str]] = []
@@ -490,7 +504,7 @@ class SmtpPool:
                 code, reply = smtp.rcpt(recipient)
                 if code == 421:
                     raise self._broken(account_key, conn, code, f"{stage}: {_reply(code, reply)}")
-                if code not in (250, 251):
+                if not 200 <= code < 300:
                     refused.append((recipient, code, _reply(code, reply)))
             refused_text = "; ".join(f"<{r}>: {text}" for r, _, text in refused)
             if len(refused) == len(envelope.recipients):
@@ -506,12 +520,10 @@ class SmtpPool:
                 code, reply = smtp.data(data)
             except smtplib.SMTPDataError as exc:  # the DATA command itself was not answered with 354
                 if exc.smtp_code == 421:
-                    raise self._broken(
-                        account_key, conn, 421, f"{stage}: {_reply(421, exc.smtp_error)}"
-                    ) from None
+                    raise self._broken(account_key, conn, 421, f"{stage}: {_reply(421, exc.smtp_error)}") from None
                 self._rset(account_key, conn)
                 return SendResult(
-                    _classify(exc.smtp_code),
+                    _failure_outcome(exc.smtp_code),
                     exc.smtp_code,
                     f"DATA rejected: {_reply(exc.smtp_code, exc.smtp_error)}",
                 )
@@ -519,7 +531,7 @@ class SmtpPool:
                 raise self._broken(account_key, conn, code, f"end of DATA: {_reply(code, reply)}")
             if not 200 <= code < 300:
                 self._rset(account_key, conn)
-                return SendResult(_classify(code), code, f"message rejected: {_reply(code, reply)}")
+                return SendResult(_failure_outcome(code), code, f"message rejected: {_reply(code, reply)}")
         except OSError as exc:  # socket errors, timeouts, SMTPServerDisconnected (an OSError too)
             detail = f"{_describe(exc)} ({stage}, {where})"
             raise self._broken(account_key, conn, None, detail, stage == "MAIL FROM") from None

@@ -13,8 +13,6 @@ from mailproxy.logic.mime import Envelope, MailAttachment, OutgoingMail, build_m
 from mailproxy.logic.smtp import Outcome, SendResult, SmtpAccount, SmtpPool, is_loopback_host, probe
 from tests.smtp_servers import SinkFactory, SmtpSink, free_port
 
-pytest_plugins = ["tests.integration.conftest_smtp"]
-
 pytestmark = pytest.mark.timeout(30)
 
 USER, PASSWORD = "mailer", "s3cret-Pa55word"
@@ -125,9 +123,7 @@ def test_implicit_tls_with_auth(smtp_sink_factory: SinkFactory, pool: SmtpPool, 
     assert "STARTTLS" not in sink.verbs()
 
 
-def test_localhost_name_is_verified_too(
-    smtp_sink_factory: SinkFactory, pool: SmtpPool, trust_smtp_certs: Any
-) -> None:
+def test_localhost_name_is_verified_too(smtp_sink_factory: SinkFactory, pool: SmtpPool, trust_smtp_certs: Any) -> None:
     sink = smtp_sink_factory("implicit_tls", auth=(USER, PASSWORD))
     assert send(pool, sink, host="localhost").outcome is Outcome.SENT
 
@@ -208,9 +204,7 @@ def test_421_on_reused_connection_reconnects(smtp_sink_factory: SinkFactory, poo
     assert pool.connections_opened == 2 and len(sink.messages) == 2
 
 
-def test_dead_pooled_connection_and_server_gone_is_deferred(
-    smtp_sink_factory: SinkFactory, pool: SmtpPool
-) -> None:
+def test_dead_pooled_connection_and_server_gone_is_deferred(smtp_sink_factory: SinkFactory, pool: SmtpPool) -> None:
     sink = smtp_sink_factory("plain")
     account = sink.account()
     assert send(pool, sink, 1).outcome is Outcome.SENT
@@ -262,9 +256,7 @@ def test_4xx_is_deferred_and_connection_stays_usable(
         ("EOM", "550 5.7.1 message rejected as spam"),
     ],
 )
-def test_5xx_is_error_with_reply_text(
-    smtp_sink_factory: SinkFactory, pool: SmtpPool, command: str, reply: str
-) -> None:
+def test_5xx_is_error_with_reply_text(smtp_sink_factory: SinkFactory, pool: SmtpPool, command: str, reply: str) -> None:
     sink = smtp_sink_factory("plain")
     sink.fail(command, reply, times=3 if command == "RCPT" else 1)
     result = send(pool, sink, 1)
@@ -417,9 +409,7 @@ def test_no_starttls_on_non_loopback_host_without_credentials_sends(
     assert send(pool, sink).outcome is Outcome.SENT
 
 
-def test_auth_rejected_is_error_and_password_never_leaks(
-    smtp_sink_factory: SinkFactory, pool: SmtpPool
-) -> None:
+def test_auth_rejected_is_error_and_password_never_leaks(smtp_sink_factory: SinkFactory, pool: SmtpPool) -> None:
     sink = smtp_sink_factory("plain", auth=(USER, "the-right-password"))
     result = send(pool, sink, password=PASSWORD)
     assert (result.outcome, result.code) == (Outcome.ERROR, 535), result
@@ -432,6 +422,23 @@ def test_auth_rejected_is_error_and_password_never_leaks(
     assert result.outcome is Outcome.ERROR and "bad password" in result.detail
     assert PASSWORD not in result.detail
     assert PASSWORD not in repr(SmtpAccount(**sink.account(password=PASSWORD)))
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_auth_mechanisms_and_non_ascii_password(
+    smtp_sink_factory: SinkFactory, pool: SmtpPool, trust_smtp_certs: Any, mechanism: str
+) -> None:
+    other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mechanism]
+    sink = smtp_sink_factory("starttls", auth=("usér", "pässwörd-€"), auth_exclude_mechanism=[other])
+    assert send(pool, sink).outcome is Outcome.SENT
+    assert [(a.mechanism, a.login, a.success) for a in sink.auth_attempts] == [(mechanism, "usér", True)]
+
+
+def test_message_over_the_size_limit_is_error_without_sending(smtp_sink_factory: SinkFactory, pool: SmtpPool) -> None:
+    sink = smtp_sink_factory("plain", data_size_limit=200)
+    result = send(pool, sink)
+    assert (result.outcome, result.code) == (Outcome.ERROR, 552), result
+    assert not sink.saw("MAIL")
 
 
 def test_auth_temporary_failure_is_deferred(smtp_sink_factory: SinkFactory, pool: SmtpPool) -> None:

@@ -30,9 +30,7 @@ def make(**overrides: Any) -> OutgoingMail:
     return OutgoingMail(**values)
 
 
-def wire(
-    mail: OutgoingMail, message_id: str = "id-1@mail.test", **kw: Any
-) -> tuple[bytes, EmailMessage, Envelope]:
+def wire(mail: OutgoingMail, message_id: str = "id-1@mail.test", **kw: Any) -> tuple[bytes, EmailMessage, Envelope]:
     """Build, serialize as for SMTP, parse back as a receiver would."""
     msg, envelope = build_message(mail, message_id=message_id, **kw)
     data = msg.as_bytes(policy=policy.SMTP)
@@ -118,7 +116,7 @@ def test_guess_mime_type(filename: str, given: str | None, expected: tuple[str, 
 
 def test_non_ascii_subject_and_display_names_encoded_and_decodable() -> None:
     mail = make(
-        from_addr="\"Jöhn Dœ, Jr.\" <john@example.com>",
+        from_addr='"Jöhn Dœ, Jr." <john@example.com>',
         to=["Zoë Ünï <zoe@example.org>", "plain@example.org"],
         cc=["Ĉarlo <carlo@example.net>"],
         subject="Résumé \u2013 ünïcödé " * 6,

@@ -1,0 +1,136 @@
+"""API: the FastAPI/Mangum function behind an API Gateway REST API (proxy integration, throttled)."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.queues import Queues
+from stacks.secrets import Secrets
+from stacks.settings import FunctionCommon, Settings, acknowledge, arn_of
+from stacks.storage import CONTENTS_PREFIX, Storage
+
+HANDLER = "functions.api.handler.handler"
+
+
+class Api(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        common: FunctionCommon,
+        storage: Storage,
+        queues: Queues,
+        secrets: Secrets,
+        reporter: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.function = common.create(
+            self,
+            "Function",
+            handler=HANDLER,
+            description="genro-mail-proxy REST API (FastAPI behind Mangum)",
+            memory_mb=settings.api_memory_mb,
+            timeout_seconds=settings.api_timeout_seconds,
+            environment={
+                "GMP_BODY_BUCKET": storage.body_bucket.bucket_name,
+                "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,
+                "GMP_API_TOKEN_SECRET_ARN": secrets.api_token.secret_arn,
+                "GMP_REPORTER_FUNCTION_NAME": reporter.function_name,
+            },
+        )
+        fn = self.function
+
+        # Least privilege: exactly what the routes use.
+        storage.messages_table.grant_read_write_data(fn)
+        storage.config_table.grant_read_write_data(fn)
+        for queue in queues.work_queues:
+            queue.grant_send_messages(fn)  # SendMessage + GetQueueAttributes (GET /status) + GetQueueUrl
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="BodyContentsReadWrite",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[storage.body_bucket.arn_for_objects(f"{CONTENTS_PREFIX}*")],
+            )
+        )
+        secrets.smtp_password_key.grant(fn, "kms:Encrypt")
+        secrets.api_token.grant_read(fn)
+        reporter.grant_invoke(fn)  # POST /commands/run-now
+        assert fn.role is not None
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::{arn_of(storage.messages_table)}/index/*]",
+            "GET /messages queries the by_tenant index; the wildcard covers only this table's indexes.",
+        )
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::{arn_of(storage.body_bucket)}/{CONTENTS_PREFIX}*]",
+            "Large contents are stored per message under contents/<tenant>/<id>.json: the prefix only.",
+        )
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::{arn_of(reporter)}:*]",
+            "lambda:InvokeFunction on the reporter function and its versions/aliases, nothing else.",
+        )
+
+        self.rest_api = apigw.LambdaRestApi(
+            self,
+            "RestApi",
+            handler=fn,
+            proxy=True,
+            description="genro-mail-proxy REST API",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=False,
+            deploy_options=apigw.StageOptions(
+                stage_name="v1",
+                throttling_rate_limit=settings.api_throttle_rate_limit,
+                throttling_burst_limit=settings.api_throttle_burst_limit,
+                tracing_enabled=True,
+            ),
+        )
+        # The stack's ApiUrl output is the documented one; drop the construct's duplicate.
+        self.rest_api.node.try_remove_child("Endpoint")
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG1",
+            "REST API access logging needs the account-wide API Gateway CloudWatch role, which this "
+            "stack does not own; the API function logs every request (structured JSON with the message id).",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG6",
+            "Stage execution logging needs the account-wide API Gateway CloudWatch role (see APIG1); "
+            "errors are logged and traced (X-Ray) by the API function.",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG2",
+            "Proxy integration: the FastAPI app validates every request body and answers 422 naming "
+            "the field, which API Gateway models would duplicate.",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG3",
+            "The API is authenticated by a 48-character token and throttled at the stage; attach a "
+            "WAF web ACL if your organisation requires one.",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG4",
+            "Clients of the original service authenticate with the X-API-Token header, checked in "
+            "constant time by the app (SPEC §3, §7); an API Gateway authorizer would break them.",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-COG4",
+            "Machine-to-machine API authenticated by X-API-Token (SPEC §3); there are no Cognito users.",
+        )
+
+    @property
+    def url(self) -> str:
+        return self.rest_api.url

@@ -1,0 +1,182 @@
+"""The whole deployment as one stack, composed of the small constructs of this package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, CfnOutput, Stack, Validations
+from aws_cdk import aws_lambda as lambda_
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from stacks.api import Api
+from stacks.build_layer import STAMP_FILE
+from stacks.monitoring import Monitoring
+from stacks.network import Network
+from stacks.queues import Queues
+from stacks.reporter import Reporter
+from stacks.secrets import Secrets
+from stacks.sender import Sender
+from stacks.settings import (
+    LAMBDA_RUNTIME,
+    METRICS_NAMESPACE,
+    PROJECT_ROOT,
+    SERVICE_NAME,
+    FunctionCommon,
+    Settings,
+    SettingsError,
+)
+from stacks.storage import Storage
+
+STACK_NAME = "GenroMailProxy"
+
+# The function asset is an allow-list: the two packages the handlers import, minus caches and tests.
+# (Glob patterns, gitignore semantics: later patterns win.)
+CODE_ASSET_PATTERNS = [
+    "*",
+    ".*",
+    "!functions",
+    "!functions/**",
+    "!mailproxy",
+    "!mailproxy/**",
+    "**/__pycache__",
+    "**/*.py[cod]",
+    "**/tests",
+    "**/.pytest_cache",
+    "**/.mypy_cache",
+    "**/.ruff_cache",
+]
+
+
+def function_code(root: Path = PROJECT_ROOT) -> lambda_.Code:
+    return lambda_.Code.from_asset(str(root), exclude=CODE_ASSET_PATTERNS)
+
+
+def dependency_layer_code(layer_dir: Path) -> lambda_.Code:
+    if not (layer_dir / "python").is_dir():
+        raise SettingsError(
+            f"Lambda layer directory {layer_dir} has no python/ folder: build it with "
+            "`python -m stacks.build_layer` (make synth does), or pass -c layer_dir=<dir>."
+        )
+    return lambda_.Code.from_asset(str(layer_dir), exclude=[STAMP_FILE])
+
+
+class MailProxyStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        layer_code = dependency_layer_code(settings.resolved_layer_dir())  # fail first if missing
+
+        network = Network(self, "Network", settings=settings)
+        storage = Storage(self, "Storage", settings=settings)
+        queues = Queues(self, "Queues", settings=settings)
+        secrets = Secrets(self, "Secrets")
+
+        layer = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            code=layer_code,
+            description="genro-mail-proxy runtime dependencies (requirements.txt)",
+            compatible_runtimes=[LAMBDA_RUNTIME],
+            compatible_architectures=[settings.lambda_architecture],
+        )
+        common = FunctionCommon(
+            settings=settings,
+            code=function_code(),
+            layer=layer,
+            environment={
+                "GMP_MODE": "aws",
+                "GMP_MESSAGES_TABLE": storage.messages_table.table_name,
+                "GMP_CONFIG_TABLE": storage.config_table.table_name,
+                "GMP_URGENT_QUEUE_URL": queues.urgent_queue.queue_url,
+                "GMP_BULK_QUEUE_URL": queues.bulk_queue.queue_url,
+                "GMP_LOG_LEVEL": settings.log_level,
+                "GMP_LOG_DELIVERY_ACTIVITY": "true" if settings.log_delivery_activity else "false",
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+        )
+
+        reporter = Reporter(
+            self,
+            "Reporter",
+            settings=settings,
+            common=common,
+            storage=storage,
+            queues=queues,
+            secrets=secrets,
+        )
+        sender = Sender(
+            self,
+            "Sender",
+            settings=settings,
+            common=common,
+            network=network,
+            storage=storage,
+            queues=queues,
+            secrets=secrets,
+        )
+        api = Api(
+            self,
+            "Api",
+            settings=settings,
+            common=common,
+            storage=storage,
+            queues=queues,
+            secrets=secrets,
+            reporter=reporter.function,
+        )
+        Monitoring(
+            self,
+            "Monitoring",
+            settings=settings,
+            queues=queues,
+            api_function=api.function,
+            sender_function=sender.function,
+            reporter_function=reporter.function,
+            rest_api=api.rest_api,
+        )
+
+        self.network, self.storage, self.queues, self.secrets = network, storage, queues, secrets
+        self.api, self.sender, self.reporter = api, sender, reporter
+
+        CfnOutput(self, "ApiUrl", value=api.url, description="Mail Proxy URL for the client application")
+        for number, ip in enumerate(network.nat_public_ips, start=1):
+            CfnOutput(
+                self,
+                f"NatPublicIp{number}",
+                value=ip,
+                description="Sender's public IP: allowlist at SMTP providers",
+            )
+        CfnOutput(self, "UrgentQueueUrl", value=queues.urgent_queue.queue_url)
+        CfnOutput(self, "BulkQueueUrl", value=queues.bulk_queue.queue_url)
+        CfnOutput(self, "UrgentDlqUrl", value=queues.urgent_dlq.queue_url)
+        CfnOutput(self, "BulkDlqUrl", value=queues.bulk_dlq.queue_url)
+        CfnOutput(self, "MessagesTableName", value=storage.messages_table.table_name)
+        CfnOutput(self, "ConfigTableName", value=storage.config_table.table_name)
+        CfnOutput(
+            self,
+            "ApiTokenSecretArn",
+            value=secrets.api_token.secret_arn,
+            description="X-API-Token to give clients",
+        )
+        CfnOutput(
+            self,
+            "ClientSyncSecretArn",
+            value=secrets.client_sync.secret_arn,
+            description='Set to {"token": ...} or {"user": ..., "password": ...} for delivery reports',
+        )
+
+
+def build(app: App) -> MailProxyStack:
+    """Add the stack and cdk-nag's AwsSolutions checks to `app` (used by app.py and by the tests)."""
+    settings = Settings.from_context(app.node)
+    stack = MailProxyStack(
+        app,
+        STACK_NAME,
+        settings=settings,
+        description="genro-mail-proxy serverless (API, SQS sender, reporter)",
+    )
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return stack

@@ -1,0 +1,60 @@
+"""Queues: urgent (priorities 0-1) and bulk (2-3), each with its own dead-letter queue."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.settings import Settings
+
+
+def _queue(
+    scope: Construct,
+    construct_id: str,
+    *,
+    retention: Duration,
+    visibility: Duration | None = None,
+    dead_letter_queue: sqs.DeadLetterQueue | None = None,
+) -> sqs.Queue:
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=retention,
+        visibility_timeout=visibility,
+        dead_letter_queue=dead_letter_queue,
+    )
+
+
+class Queues(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
+        super().__init__(scope, construct_id)
+        visibility = Duration.seconds(settings.queue_visibility_timeout_seconds)
+
+        # A DLQ keeps its messages for the maximum (14 days), longer than the source queue (4 days).
+        self.urgent_dlq = _queue(self, "UrgentDlq", retention=Duration.days(14))
+        self.bulk_dlq = _queue(self, "BulkDlq", retention=Duration.days(14))
+        self.urgent_queue = _queue(
+            self,
+            "UrgentQueue",
+            retention=Duration.days(4),
+            visibility=visibility,
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.max_receive_count, queue=self.urgent_dlq),
+        )
+        self.bulk_queue = _queue(
+            self,
+            "BulkQueue",
+            retention=Duration.days(4),
+            visibility=visibility,
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.max_receive_count, queue=self.bulk_dlq),
+        )
+
+    @property
+    def work_queues(self) -> list[sqs.Queue]:
+        return [self.urgent_queue, self.bulk_queue]
+
+    @property
+    def dead_letter_queues(self) -> list[sqs.Queue]:
+        return [self.urgent_dlq, self.bulk_dlq]

@@ -1,0 +1,95 @@
+"""Sender: the SQS-triggered SMTP function, in the private subnets behind NAT."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as event_sources
+from constructs import Construct
+
+from stacks.network import Network
+from stacks.queues import Queues
+from stacks.secrets import Secrets
+from stacks.settings import FunctionCommon, Settings, acknowledge, arn_of
+from stacks.storage import CONTENTS_PREFIX, Storage
+
+HANDLER = "functions.sender.handler.handler"
+VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
+
+
+class Sender(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        common: FunctionCommon,
+        network: Network,
+        storage: Storage,
+        queues: Queues,
+        secrets: Secrets,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.function = common.create(
+            self,
+            "Function",
+            handler=HANDLER,
+            description="genro-mail-proxy SMTP sender (SQS-triggered)",
+            memory_mb=settings.sender_memory_mb,
+            timeout_seconds=settings.sender_timeout_seconds,
+            environment={
+                "GMP_BODY_BUCKET": storage.body_bucket.bucket_name,
+                "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,
+            },
+            vpc=network.vpc,
+            vpc_subnets=network.sender_subnets,
+            security_groups=[network.sender_security_group],
+            reserved_concurrent_executions=settings.sender_reserved_concurrency,
+            managed_policies=[VPC_ACCESS_POLICY],
+        )
+        fn = self.function
+        assert fn.role is not None
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
+            "The AWS-managed policy Lambda needs to attach the function to the VPC (ENI create/describe/"
+            "delete, which support no resource-level scoping); logs are granted on the function's own "
+            "log group only.",
+        )
+
+        storage.messages_table.grant_read_write_data(fn)
+        storage.config_table.grant_read_write_data(fn)  # accounts + rate-limit counters
+        for queue in queues.work_queues:
+            queue.grant_send_messages(fn)  # re-enqueue with a delay
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="BodyContentsRead",
+                actions=["s3:GetObject"],
+                resources=[storage.body_bucket.arn_for_objects(f"{CONTENTS_PREFIX}*")],
+            )
+        )
+        secrets.smtp_password_key.grant(fn, "kms:Decrypt")
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::{arn_of(storage.messages_table)}/index/*]",
+            "The read/write table grant also covers the messages table's GSIs (docs/design.md); the "
+            "wildcard is limited to this one table's indexes.",
+        )
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::{arn_of(storage.body_bucket)}/{CONTENTS_PREFIX}*]",
+            "Reads large contents stored per message under contents/<tenant>/<id>.json: the prefix only.",
+        )
+
+        window = settings.sender_batching_window_seconds
+        for queue in queues.work_queues:  # the event sources grant the consume actions
+            fn.add_event_source(
+                event_sources.SqsEventSource(
+                    queue,
+                    batch_size=settings.sender_batch_size,
+                    max_batching_window=Duration.seconds(window) if window else None,
+                    report_batch_item_failures=True,
+                )
+            )

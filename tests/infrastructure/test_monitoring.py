@@ -1,0 +1,85 @@
+"""Alarms (DLQ depth, sender errors, oldest message age, report failures, API 5xx) to SNS; a dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.infrastructure.conftest import SENDER_HANDLER, Synthesis
+
+
+def _alarms(synth: Synthesis) -> list[dict[str, Any]]:
+    return [a["Properties"] for a in synth.resources("AWS::CloudWatch::Alarm").values()]
+
+
+def _alarms_on(synth: Synthesis, namespace: str, metric: str) -> list[dict[str, Any]]:
+    return [a for a in _alarms(synth) if a.get("Namespace") == namespace and a.get("MetricName") == metric]
+
+
+def _dimension_refs(alarm: dict[str, Any]) -> set[str]:
+    """Logical ids the alarm's dimensions point at (Ref or Fn::GetAtt)."""
+    refs: set[str] = set()
+    for dimension in alarm.get("Dimensions", []):
+        value = dimension["Value"]
+        if isinstance(value, dict):
+            refs.add(value["Ref"] if "Ref" in value else value["Fn::GetAtt"][0])
+    return refs
+
+
+def _queue_ids(synth: Synthesis) -> tuple[set[str], set[str]]:
+    queues = synth.resources("AWS::SQS::Queue")
+    work = {k for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
+    return work, set(queues) - work
+
+
+def test_each_dead_letter_queue_has_a_depth_alarm(synth: Synthesis) -> None:
+    _, dlqs = _queue_ids(synth)
+    alarms = _alarms_on(synth, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    covered: set[str] = set()
+    for alarm in alarms:
+        covered |= _dimension_refs(alarm)
+        assert alarm["Threshold"] == 1
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert dlqs <= covered
+
+
+def test_each_work_queue_has_an_oldest_message_age_alarm(synth: Synthesis) -> None:
+    work, _ = _queue_ids(synth)
+    alarms = _alarms_on(synth, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert set().union(*(_dimension_refs(a) for a in alarms)) == work
+    assert all(a["Threshold"] == synth.context["oldest_message_alarm_seconds"] for a in alarms)
+
+
+def test_sender_errors_raise_an_alarm(synth: Synthesis) -> None:
+    sender_id, _ = synth.function(SENDER_HANDLER)
+    alarms = [a for a in _alarms_on(synth, "AWS/Lambda", "Errors") if sender_id in _dimension_refs(a)]
+    assert len(alarms) == 1
+
+
+def test_report_failures_emf_metric_raises_an_alarm(synth: Synthesis) -> None:
+    (alarm,) = _alarms_on(synth, "GenroMailProxy", "ReportFailures")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "genro-mail-proxy"}]
+    assert alarm["Statistic"] == "Sum"
+
+
+def test_api_5xx_raise_an_alarm(synth: Synthesis) -> None:
+    (alarm,) = _alarms_on(synth, "AWS/ApiGateway", "5XXError")
+    assert {d["Name"] for d in alarm["Dimensions"]} >= {"ApiName", "Stage"}
+
+
+def test_every_alarm_notifies_the_sns_topic(synth: Synthesis) -> None:
+    (topic_id,) = synth.resources("AWS::SNS::Topic")
+    alarms = _alarms(synth)
+    assert len(alarms) == 7
+    for alarm in alarms:
+        assert {"Ref": topic_id} in alarm["AlarmActions"]
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_alarm_email_from_context_subscribes_to_the_topic(synth: Synthesis) -> None:
+    synth.template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": synth.context["alarm_email"]}
+    )
+
+
+def test_dashboard_exists(synth: Synthesis) -> None:
+    synth.template.resource_count_is("AWS::CloudWatch::Dashboard", 1)

@@ -1,0 +1,70 @@
+"""Queues: urgent and bulk, each with a DLQ; the sender consumes both with partial batch failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.infrastructure.conftest import SENDER_HANDLER, Synthesis
+
+
+def _work_queues(synth: Synthesis) -> dict[str, dict[str, Any]]:
+    return {k: q for k, q in synth.resources("AWS::SQS::Queue").items() if "RedrivePolicy" in q["Properties"]}
+
+
+def test_there_are_two_work_queues_and_two_dead_letter_queues(synth: Synthesis) -> None:
+    queues = synth.resources("AWS::SQS::Queue")
+    assert len(queues) == 4
+    work = _work_queues(synth)
+    assert len(work) == 2
+    dlq_ids = {q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for q in work.values()}
+    assert len(dlq_ids) == 2  # one DLQ each, not shared
+    assert dlq_ids == set(queues) - set(work)
+
+
+def test_every_work_queue_redrives_after_max_receive_count(synth: Synthesis) -> None:
+    for queue in _work_queues(synth).values():
+        assert queue["Properties"]["RedrivePolicy"]["maxReceiveCount"] == synth.context["max_receive_count"]
+
+
+def test_every_queue_is_encrypted_and_refuses_plain_http(synth: Synthesis) -> None:
+    for queue in synth.resources("AWS::SQS::Queue").values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    policies = synth.resources("AWS::SQS::QueuePolicy").values()
+    secured = {
+        ref["Ref"]
+        for policy in policies
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny" and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        for ref in policy["Properties"]["Queues"]
+    }
+    assert secured == set(synth.resources("AWS::SQS::Queue"))
+
+
+def test_visibility_timeout_is_at_least_six_times_the_sender_timeout(synth: Synthesis) -> None:
+    _, sender = synth.function(SENDER_HANDLER)
+    timeout = sender["Properties"]["Timeout"]
+    assert timeout == synth.context["sender_timeout_seconds"]
+    for queue in _work_queues(synth).values():
+        assert queue["Properties"]["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_dead_letter_queues_keep_messages_longer_than_their_sources(synth: Synthesis) -> None:
+    queues = synth.resources("AWS::SQS::Queue")
+    for queue in _work_queues(synth).values():
+        dlq = queues[queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+        assert dlq["Properties"]["MessageRetentionPeriod"] > queue["Properties"]["MessageRetentionPeriod"]
+
+
+def test_sender_consumes_both_queues_in_batches_reporting_item_failures(synth: Synthesis) -> None:
+    sender_id, _ = synth.function(SENDER_HANDLER)
+    mappings = list(synth.resources("AWS::Lambda::EventSourceMapping").values())
+    assert len(mappings) == 2
+    sources = set()
+    for mapping in mappings:
+        props = mapping["Properties"]
+        assert props["FunctionName"] == {"Ref": sender_id}
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert props["BatchSize"] == 10
+        assert props["MaximumBatchingWindowInSeconds"] >= 1
+        sources.add(props["EventSourceArn"]["Fn::GetAtt"][0])
+    assert sources == set(_work_queues(synth))
