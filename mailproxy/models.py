@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from mailproxy.logic.mime import parse_address
+
 DEFAULT_TENANT = "default"
 MAX_MESSAGES_PER_REQUEST = 1000
 MAX_ADDRESS_LENGTH = 320
@@ -110,7 +112,9 @@ def _address(value: str) -> str:
         )
     except EmailNotValidError as exc:
         raise ValueError(f"not an e-mail address: {value!r} ({exc})") from None
-    return _render_address(name, checked.normalized)
+    rendered = _render_address(name, checked.normalized)
+    parse_address(rendered)  # what the sender will parse must parse: refuse it here, not at send time
+    return rendered
 
 
 def _address_list(value: Any) -> Any:
@@ -149,6 +153,8 @@ class AccountIn(BaseModel):
     limit_per_minute: int | None = Field(default=None, ge=1)
     limit_per_hour: int | None = Field(default=None, ge=1)
     limit_per_day: int | None = Field(default=None, ge=1)
+    limit_behavior: Literal["defer", "reject"] = "defer"
+    batch_size: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class AccountOut(BaseModel):
@@ -163,25 +169,79 @@ class AccountOut(BaseModel):
     limit_per_minute: int | None = None
     limit_per_hour: int | None = None
     limit_per_day: int | None = None
+    limit_behavior: str = "defer"
+    batch_size: int | None = None
+
+
+class AttachmentAuth(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    method: Literal["bearer", "basic"] = "bearer"
+    token: str | None = Field(default=None, max_length=4096)
+    user: Annotated[HeaderText, StringConstraints(max_length=320)] | None = None
+    password: str | None = Field(default=None, max_length=1024)
+
+
+FetchMode = Literal["base64", "http_url", "endpoint", "s3"]
 
 
 class AttachmentIn(BaseModel):
+    """Inline (`content`, base64) or by reference (`storage_path`, fetched by the sender at send time)."""
+
     model_config = ConfigDict(extra="ignore")
 
     filename: Annotated[HeaderText, StringConstraints(min_length=1, max_length=255)]
-    content: str = Field(description="base64")
+    content: str | None = Field(default=None, description="base64")
+    storage_path: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATTACHMENT_BYTES * 4 // 3 + 16)] | None
+    ) = Field(
+        default=None,
+        description="`base64:<data>`, an http(s) URL, `s3://bucket/key`, or a path for the tenant's endpoint",
+    )
     mime_type: Annotated[str, StringConstraints(pattern=r"^[\w.+-]+/[\w.+-]+$", max_length=127)] | None = None
+    fetch_mode: FetchMode | None = None
+    content_md5: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{32}$")] | None = None
+    auth: AttachmentAuth | None = None
 
-    @field_validator("content")
-    @classmethod
-    def _base64(cls, value: str) -> str:
-        if len(value) > MAX_ATTACHMENT_BYTES * 4 // 3 + 4:
-            raise ValueError(f"attachment larger than {MAX_ATTACHMENT_BYTES} bytes")
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("not valid base64") from None
-        return value
+    @model_validator(mode="after")
+    def _source(self) -> AttachmentIn:
+        if (self.content is None) == (self.storage_path is None):
+            raise ValueError("exactly one of content (base64) or storage_path is required")
+        if self.storage_path is not None:
+            _no_line_breaks(self.storage_path)
+            self.fetch_mode = self.fetch_mode or _infer_fetch_mode(self.storage_path)
+            if self.fetch_mode == "base64":
+                self.content = _checked_base64(self.storage_path.removeprefix("base64:"))
+                self.storage_path = None
+            elif self.fetch_mode == "http_url" and not re.match(r"^https?://[^\s/]+", self.storage_path):
+                raise ValueError("storage_path: fetch_mode http_url needs an http(s):// URL")
+            elif self.fetch_mode == "s3" and not re.match(
+                r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+", self.storage_path
+            ):
+                raise ValueError("storage_path: fetch_mode s3 needs s3://bucket/key")
+        else:
+            self.content = _checked_base64(self.content or "")
+        return self
+
+
+def _infer_fetch_mode(storage_path: str) -> FetchMode:
+    if storage_path.startswith("base64:"):
+        return "base64"
+    if storage_path.startswith(("http://", "https://")):
+        return "http_url"
+    if storage_path.startswith("s3://"):
+        return "s3"
+    return "endpoint"
+
+
+def _checked_base64(value: str) -> str:
+    if len(value) > MAX_ATTACHMENT_BYTES * 4 // 3 + 4:
+        raise ValueError(f"attachment larger than {MAX_ATTACHMENT_BYTES} bytes")
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("content: not valid base64") from None
+    return value
 
 
 class MessageIn(BaseModel):
@@ -205,7 +265,10 @@ class MessageIn(BaseModel):
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
     priority: PriorityField = Priority.MEDIUM
     deferred_ts: int | None = Field(default=None, ge=0)
-    batch_code: Annotated[str, StringConstraints(max_length=64)] | None = None
+    batch_code: Annotated[HeaderText, StringConstraints(max_length=64)] | None = None
+    message_id: Annotated[str, StringConstraints(max_length=250, pattern=r"^<?[^<>\s@]+@[^<>\s@]+>?$")] | None = Field(
+        default=None, description="your own Message-ID header; one is generated when absent"
+    )
 
     @field_validator("body")
     @classmethod
@@ -226,7 +289,7 @@ class MessageIn(BaseModel):
 
     @model_validator(mode="after")
     def _total_size(self) -> MessageIn:
-        total = len(self.body) + sum(len(a.content) * 3 // 4 for a in self.attachments)
+        total = len(self.body) + sum(len(a.content or "") * 3 // 4 for a in self.attachments)
         if total > MAX_BODY_BYTES * 2:
             raise ValueError(f"message larger than {MAX_BODY_BYTES * 2} bytes (body + attachments)")
         return self
@@ -284,6 +347,8 @@ class MessageView(BaseModel):
     deferred_ts: int | None = None
     deferred_reason: str | None = None
     reported_ts: int | None = None
+    suspended: bool = False
+    history: list[HistoryEvent] | None = None
 
 
 class MessagesPage(BaseModel):
@@ -292,8 +357,37 @@ class MessagesPage(BaseModel):
     cursor: str | None = Field(description="pass as `cursor` to read the next page; null at the end")
 
 
+class HistoryEvent(BaseModel):
+    event: str
+    ts: int
+    reason: str | None = None
+    next_ts: int | None = None
+    status: str | None = None
+
+
+class TenantScoped(BaseModel):
+    """Commands that act on one tenant (its own, for a tenant key; `default` when absent)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: TenantId | None = None
+
+
+class DeleteMessagesRequest(TenantScoped):
+    ids: list[Identifier] = Field(min_length=1, max_length=MAX_MESSAGES_PER_REQUEST)
+
+
+class CleanupRequest(TenantScoped):
+    older_than_seconds: int = Field(ge=0, le=10 * 365 * 86400)
+
+
+class SuspendRequest(TenantScoped):
+    batch_code: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
 class DeliveryReportItem(BaseModel):
-    """One entry of `{"delivery_report": [...]}`: exactly the seed document's fields."""
+    """One entry of `{"delivery_report": [...]}`: the seed document's fields; a deferred entry also
+    carries `deferred_reason` (issue 10), the others do not."""
 
     id: str
     account_id: str
@@ -302,6 +396,13 @@ class DeliveryReportItem(BaseModel):
     error_ts: int | None
     error: str | None
     deferred_ts: int | None
+    deferred_reason: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        data = self.model_dump()
+        if data["deferred_reason"] is None:
+            del data["deferred_reason"]
+        return data
 
 
 def describe_errors(errors: list[Any]) -> str:
@@ -311,3 +412,51 @@ def describe_errors(errors: list[Any]) -> str:
         field = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "message"
         parts.append(f"{field}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
+
+
+class ClientAuth(BaseModel):
+    """How the proxy authenticates to a tenant's endpoints (reports, attachments)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    method: Literal["none", "bearer", "basic"] = "none"
+    token: SecretStr | None = Field(default=None, max_length=4096)
+    user: Annotated[HeaderText, StringConstraints(max_length=320)] | None = None
+    password: SecretStr | None = Field(default=None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ClientAuth:
+        if self.method == "bearer" and self.token is None:
+            raise ValueError("client_auth.token is required with method 'bearer'")
+        if self.method == "basic" and (self.user is None or self.password is None):
+            raise ValueError("client_auth.user and client_auth.password are required with method 'basic'")
+        return self
+
+
+UrlPath = Annotated[str, StringConstraints(max_length=512, pattern=r"^/[^\s\x00-\x1f]*$")]
+HttpUrlText = Annotated[
+    str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s\x00-\x1f/]+(/[^\s\x00-\x1f]*)?$")
+]
+
+
+class TenantIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: TenantId
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    client_base_url: HttpUrlText | None = None
+    client_sync_path: UrlPath = "/mail-proxy/sync"
+    client_attachment_path: UrlPath = "/mail-proxy/attachments"
+    client_auth: ClientAuth | None = None
+    active: bool = True
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str | None = None
+    client_base_url: str | None = None
+    client_sync_path: str
+    client_attachment_path: str
+    client_auth: dict[str, Any] | None = Field(default=None, description="method and user; secrets masked")
+    active: bool
+    has_api_key: bool = False

@@ -16,6 +16,8 @@ from mailproxy.dal.contents import ContentStore
 from mailproxy.dal.messages import MessageStore
 from mailproxy.dal.queues import DeliveryQueues
 from mailproxy.dal.ratelimits import RateLimiter
+from mailproxy.dal.suspensions import SuspensionStore
+from mailproxy.dal.tenants import TenantStore
 
 BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 6},
@@ -34,6 +36,8 @@ class Services:
     accounts: AccountStore
     queues: DeliveryQueues
     rate_limits: RateLimiter
+    tenants: TenantStore
+    suspensions: SuspensionStore
 
     @classmethod
     def create(cls, settings: Settings, session: boto3.session.Session | None = None) -> Services:
@@ -46,14 +50,17 @@ class Services:
         contents = ContentStore(
             dynamodb, s3, settings.messages_table, settings.body_bucket, settings.inline_content_limit
         )
+        secret_box = cache(lambda: _secret_box(settings, session))
         return cls(
             settings=settings,
             dynamodb=dynamodb,
             sqs=sqs,
             messages=MessageStore(dynamodb, settings.messages_table, contents),
-            accounts=AccountStore(dynamodb, settings.config_table, cache(lambda: _secret_box(settings, session))),
+            accounts=AccountStore(dynamodb, settings.config_table, secret_box),
             queues=DeliveryQueues(sqs, settings.urgent_queue_url, settings.bulk_queue_url),
             rate_limits=RateLimiter(dynamodb, settings.config_table),
+            tenants=TenantStore(dynamodb, settings.config_table, secret_box),
+            suspensions=SuspensionStore(dynamodb, settings.config_table),
         )
 
 

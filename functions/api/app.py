@@ -1,10 +1,14 @@
-"""The REST API (SPEC §3): thin routes over the shared domain package."""
+"""The REST API (SPEC §3 and the drop-in routes of issue 10): thin routes over the shared domain package.
+
+Two kinds of credential go in `X-API-Token`: the admin token (`GMP_API_TOKEN`), which acts on every
+tenant, and a tenant API key, which acts on its own tenant alone."""
 
 from __future__ import annotations
 
 import hmac
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
@@ -14,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mailproxy.dal.messages import BadCursor
-from mailproxy.logic import metrics_text
+from mailproxy.logic import campaigns, metrics_text
 from mailproxy.logic.ingest import add_messages
 from mailproxy.logic.sweep import sweep_due
 from mailproxy.models import (
@@ -24,15 +28,22 @@ from mailproxy.models import (
     AccountOut,
     AddMessagesRequest,
     AddMessagesResponse,
+    CleanupRequest,
+    DeleteMessagesRequest,
     MessagesPage,
     MessageStatus,
     MessageView,
+    SuspendRequest,
     TenantId,
+    TenantIn,
+    TenantOut,
+    TenantScoped,
     describe_errors,
 )
 from mailproxy.services import Services
 
 logger = Logger(child=True)
+_ACTIVE = {MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value, MessageStatus.SENDING.value}
 
 
 class ApiContext:
@@ -52,14 +63,75 @@ class ApiContext:
     def services(self) -> Services:
         return self._services()
 
-    def token_matches(self, given: str | None) -> bool:
-        expected = self._api_token()
-        return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    def is_admin_token(self, given: str) -> bool:
+        return hmac.compare_digest(given.encode(), self._api_token().encode())
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the admin (tenant None) or one tenant's key."""
+
+    tenant_id: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant_id is None
+
+    def scope(self, requested: str | None) -> str:
+        """The tenant a call acts on; a tenant key may name only its own tenant."""
+        if self.tenant_id is None:
+            return requested or DEFAULT_TENANT
+        if requested is not None and requested != self.tenant_id:
+            raise HTTPException(status_code=403, detail=f"tenant_id: this key acts on tenant {self.tenant_id!r} only")
+        return self.tenant_id
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise HTTPException(status_code=403, detail="this route needs the admin token")
 
 
 def _field_errors(errors: Any) -> list[dict[str, Any]]:
     # Never echo the input: it may hold a password.
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+
+
+def _explicit_tenant(model: Any) -> str | None:
+    return model.tenant_id if "tenant_id" in model.model_fields_set else None
+
+
+def _tenant_view(services: Services, item: dict[str, Any]) -> TenantOut:
+    auth = item.get("client_auth")
+    masked = None
+    if auth:
+        masked = {"method": auth.get("method"), "user": auth.get("user")}
+        masked.update({field: "***" for field in ("token", "password") if f"{field}_enc" in auth})
+    return TenantOut(
+        id=item["id"],
+        name=item.get("name"),
+        client_base_url=item.get("client_base_url"),
+        client_sync_path=item.get("client_sync_path", "/mail-proxy/sync"),
+        client_attachment_path=item.get("client_attachment_path", "/mail-proxy/attachments"),
+        client_auth=masked,
+        active=bool(item.get("active", True)),
+        has_api_key="api_key_hash" in item,
+    )
+
+
+def principal(request: Request, x_api_token: Annotated[str | None, Header()] = None) -> Principal:
+    context: ApiContext = request.app.state.context
+    if x_api_token:
+        if context.is_admin_token(x_api_token):
+            return Principal(None)
+        tenant_id = context.services.tenants.tenant_of_key(x_api_token)
+        if tenant_id is not None:
+            tenant = context.services.tenants.get(tenant_id)
+            if tenant is not None and tenant.get("active", True):
+                return Principal(tenant_id)
+    raise HTTPException(status_code=401, detail="missing or wrong X-API-Token")
+
+
+Caller = Annotated[Principal, Depends(principal)]
+TenantQuery = Annotated[TenantId | None, Query()]
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -69,11 +141,7 @@ def create_app(context: ApiContext) -> FastAPI:
         description="Queue e-mail for delivery through your SMTP accounts; delivery reports go back to your app.",
     )
 
-    def require_token(x_api_token: Annotated[str | None, Header()] = None) -> None:
-        if not context.token_matches(x_api_token):
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Token")
-
-    authorized = [Depends(require_token)]
+    app.state.context = context
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -101,12 +169,13 @@ def create_app(context: ApiContext) -> FastAPI:
         logger.exception("unexpected error")
         return JSONResponse(status_code=500, content={"ok": False, "error": "internal error"})
 
+    # -- status ----------------------------------------------------------------------------------------
     @app.get("/health", tags=["status"])
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/status", tags=["status"], dependencies=authorized)
-    def status() -> JSONResponse:
+    @app.get("/status", tags=["status"])
+    def status(caller: Caller) -> JSONResponse:
         services = context.services
         dependencies: dict[str, str] = {}
         queues: dict[str, int] = {}
@@ -124,61 +193,162 @@ def create_app(context: ApiContext) -> FastAPI:
         body = {"ok": ok, "mode": services.settings.mode, "dependencies": dependencies, "queues": queues}
         return JSONResponse(status_code=200 if ok else 503, content=body)
 
-    @app.post("/account", tags=["accounts"], dependencies=authorized)
-    def put_account(account: AccountIn) -> dict[str, Any]:
-        context.services.accounts.put(account)
-        return {"ok": True, "id": account.id, "tenant_id": account.tenant_id}
+    @app.get("/metrics", tags=["status"], response_class=PlainTextResponse)
+    def metrics(caller: Caller) -> PlainTextResponse:
+        caller.require_admin()
+        services = context.services
+        text = metrics_text.render(services.messages.status_counts(), services.queues.depth())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.delete("/account/{account_id}", tags=["accounts"], dependencies=authorized)
-    def delete_account(account_id: str, tenant_id: Annotated[TenantId, Query()] = DEFAULT_TENANT) -> dict[str, Any]:
-        if not context.services.accounts.delete(tenant_id, account_id):
+    # -- accounts --------------------------------------------------------------------------------------
+    @app.post("/account", tags=["accounts"])
+    def put_account(account: AccountIn, caller: Caller) -> dict[str, Any]:
+        tenant_id = caller.scope(_explicit_tenant(account))
+        account = account.model_copy(update={"tenant_id": tenant_id})
+        context.services.accounts.put(account)
+        return {"ok": True, "id": account.id, "tenant_id": tenant_id}
+
+    @app.delete("/account/{account_id}", tags=["accounts"])
+    def delete_account(account_id: str, caller: Caller, tenant_id: TenantQuery = None) -> dict[str, Any]:
+        if not context.services.accounts.delete(caller.scope(tenant_id), account_id):
             raise HTTPException(status_code=404, detail=f"account {account_id!r} not found")
         return {"ok": True, "id": account_id}
 
-    @app.get("/accounts", tags=["accounts"], dependencies=authorized)
-    def list_accounts(tenant_id: Annotated[TenantId, Query()] = DEFAULT_TENANT) -> dict[str, Any]:
+    @app.get("/accounts", tags=["accounts"])
+    def list_accounts(caller: Caller, tenant_id: TenantQuery = None) -> dict[str, Any]:
         accounts = [
             AccountOut(
                 **{k: v for k, v in item.items() if k in AccountOut.model_fields and k != "password"},
                 password="***" if "password_enc" in item else None,
             ).model_dump()
-            for item in context.services.accounts.list(tenant_id)
+            for item in context.services.accounts.list(caller.scope(tenant_id))
         ]
         return {"ok": True, "accounts": accounts}
 
-    @app.post("/commands/add-messages", tags=["messages"], dependencies=authorized)
-    def post_messages(request: AddMessagesRequest) -> AddMessagesResponse:
+    # -- messages --------------------------------------------------------------------------------------
+    @app.post("/commands/add-messages", tags=["messages"])
+    def post_messages(request: AddMessagesRequest, caller: Caller) -> AddMessagesResponse:
         if len(request.messages) > MAX_MESSAGES_PER_REQUEST:
             raise HTTPException(
                 status_code=400,
                 detail=f"messages: at most {MAX_MESSAGES_PER_REQUEST} per request, got {len(request.messages)}",
             )
-        return add_messages(context.services, request, now_ms=int(time.time() * 1000))
+        for raw in request.messages:  # a tenant key may not write into another tenant, even one message
+            if isinstance(raw, dict) and isinstance(raw.get("tenant_id"), str):
+                caller.scope(raw["tenant_id"])
+        return add_messages(context.services, request, now_ms=int(time.time() * 1000), tenant_id=caller.tenant_id)
 
-    @app.post("/commands/run-now", tags=["messages"], dependencies=authorized)
-    def run_now() -> dict[str, Any]:
+    @app.post("/commands/run-now", tags=["messages"])
+    def run_now(caller: Caller, request: TenantScoped | None = None) -> dict[str, Any]:
+        if request is not None:
+            caller.scope(_explicit_tenant(request))
         enqueued = sweep_due(context.services, now=int(time.time()), lookahead=60)
         context.trigger_report()
         return {"ok": True, "enqueued": enqueued}
 
-    @app.get("/messages", tags=["messages"], dependencies=authorized)
+    @app.post("/commands/delete-messages", tags=["campaigns"])
+    def delete_messages(request: DeleteMessagesRequest, caller: Caller) -> dict[str, Any]:
+        return campaigns.delete_messages(context.services, caller.scope(_explicit_tenant(request)), request.ids)
+
+    @app.post("/commands/cleanup-messages", tags=["campaigns"])
+    def cleanup_messages(request: CleanupRequest, caller: Caller) -> dict[str, Any]:
+        removed = campaigns.cleanup_messages(
+            context.services,
+            caller.scope(_explicit_tenant(request)),
+            older_than_seconds=request.older_than_seconds,
+            now=int(time.time()),
+        )
+        return {"ok": True, "removed": removed}
+
+    @app.post("/commands/suspend", tags=["campaigns"])
+    def suspend(request: SuspendRequest, caller: Caller) -> dict[str, Any]:
+        tenant_id = caller.scope(_explicit_tenant(request))
+        held = campaigns.suspend(context.services, tenant_id, request.batch_code, now=int(time.time()))
+        return {"ok": True, "tenant_id": tenant_id, "batch_code": request.batch_code, "suspended": held}
+
+    @app.post("/commands/activate", tags=["campaigns"])
+    def activate(request: SuspendRequest, caller: Caller) -> dict[str, Any]:
+        tenant_id = caller.scope(_explicit_tenant(request))
+        released = campaigns.activate(context.services, tenant_id, request.batch_code, now=int(time.time()))
+        return {"ok": True, "tenant_id": tenant_id, "batch_code": request.batch_code, "activated": released}
+
+    @app.get("/messages", tags=["messages"])
     def list_messages(
-        tenant_id: Annotated[TenantId, Query()] = DEFAULT_TENANT,
+        caller: Caller,
+        tenant_id: TenantQuery = None,
         status: Annotated[MessageStatus | None, Query()] = None,
         account_id: Annotated[str | None, Query(max_length=256)] = None,
+        active_only: Annotated[bool, Query(description="only queued, deferred and sending messages")] = False,
+        include_history: Annotated[bool, Query(description="each message's events")] = False,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         cursor: Annotated[str | None, Query(max_length=4096)] = None,
     ) -> MessagesPage:
         items, next_cursor = context.services.messages.list_page(
-            tenant_id, status=status.value if status else None, account_id=account_id, limit=limit, cursor=cursor
+            caller.scope(tenant_id),
+            status=status.value if status else None,
+            account_id=account_id,
+            limit=limit,
+            cursor=cursor,
+            statuses=_ACTIVE if active_only else None,
         )
-        views = [MessageView.model_validate(item) for item in items]
+        views = [
+            MessageView.model_validate({**item, "history": item.get("history", []) if include_history else None})
+            for item in items
+        ]
         return MessagesPage(messages=views, cursor=next_cursor)
 
-    @app.get("/metrics", tags=["status"], dependencies=authorized, response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
+    # -- tenants ---------------------------------------------------------------------------------------
+    @app.post("/tenant", tags=["tenants"])
+    def post_tenant(tenant: TenantIn, caller: Caller) -> dict[str, Any]:
+        caller.scope(tenant.id)
+        if not caller.is_admin and context.services.tenants.get(tenant.id) is None:
+            caller.require_admin()
+        context.services.tenants.put(tenant)
+        return {"ok": True, "id": tenant.id}
+
+    @app.get("/tenants", tags=["tenants"])
+    def list_tenants(caller: Caller) -> dict[str, Any]:
         services = context.services
-        text = metrics_text.render(services.messages.status_counts(), services.queues.depth())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        items = services.tenants.list() if caller.is_admin else [services.tenants.get(caller.scope(None)) or {}]
+        return {"ok": True, "tenants": [_tenant_view(services, item).model_dump() for item in items if item]}
+
+    def _existing_tenant(tenant_id: str) -> dict[str, Any]:
+        item = context.services.tenants.get(tenant_id)
+        if item is None:
+            raise HTTPException(status_code=404, detail=f"tenant {tenant_id!r} not found")
+        return item
+
+    @app.get("/tenant/{tenant_id}", tags=["tenants"])
+    def get_tenant(tenant_id: TenantId, caller: Caller) -> dict[str, Any]:
+        item = _existing_tenant(caller.scope(tenant_id))
+        return {"ok": True, "tenant": _tenant_view(context.services, item).model_dump()}
+
+    @app.put("/tenant/{tenant_id}", tags=["tenants"])
+    def put_tenant(tenant_id: TenantId, tenant: TenantIn, caller: Caller) -> dict[str, Any]:
+        if tenant.id != tenant_id:
+            raise HTTPException(status_code=422, detail="id: must match the tenant in the path")
+        _existing_tenant(caller.scope(tenant_id))
+        context.services.tenants.put(tenant)
+        return {"ok": True, "id": tenant_id}
+
+    @app.delete("/tenant/{tenant_id}", tags=["tenants"])
+    def delete_tenant(tenant_id: TenantId, caller: Caller) -> dict[str, Any]:
+        caller.require_admin()
+        _existing_tenant(tenant_id)
+        removed = campaigns.delete_tenant(context.services, tenant_id)
+        return {"ok": True, "id": tenant_id, "removed": removed}
+
+    @app.post("/tenant/{tenant_id}/api-key", tags=["tenants"])
+    def new_api_key(tenant_id: TenantId, caller: Caller) -> dict[str, Any]:
+        key = context.services.tenants.new_api_key(caller.scope(tenant_id))
+        if key is None:
+            raise HTTPException(status_code=404, detail=f"tenant {tenant_id!r} not found")
+        return {"ok": True, "tenant_id": tenant_id, "api_key": key, "note": "shown once; store it now"}
+
+    @app.delete("/tenant/{tenant_id}/api-key", tags=["tenants"])
+    def revoke_api_key(tenant_id: TenantId, caller: Caller) -> dict[str, Any]:
+        if not context.services.tenants.revoke_api_key(caller.scope(tenant_id)):
+            raise HTTPException(status_code=404, detail=f"tenant {tenant_id!r} has no API key")
+        return {"ok": True, "tenant_id": tenant_id}
 
     return app

@@ -43,8 +43,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         def deliver(record: SQSRecord) -> str:
             return delivery.deliver(QueueEntry.parse(record.body))
 
-        response = process_partial_response(
-            event=event, record_handler=deliver, processor=processor, context=context
-        )
+        response = process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
         logger.info("batch delivered", extra={"records": len(event.get("Records", [])), **delivery.outcomes})
     return dict(response)

@@ -6,6 +6,7 @@ import base64
 import heapq
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from mailproxy.dal.contents import ContentStore
 from mailproxy.dal.items import from_item, to_item, values
 from mailproxy.dal.keys import (
     BY_TENANT_INDEX,
+    CONTENT_SK,
     DUE_INDEX,
     PENDING_REPORTS_INDEX,
     SHARDS,
@@ -29,11 +31,18 @@ from mailproxy.dal.keys import (
 from mailproxy.models import MessageStatus
 
 RETENTION_SECONDS = 30 * 24 * 3600  # ended and reported messages expire (TTL) after this
+HISTORY_LIMIT = 12  # events kept on the status item: enough for a message's life, small enough for 1 WRU
 _NON_FINAL = [MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value]
 
 
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def with_event(item: dict[str, Any], event: str, ts: int, **details: Any) -> list[dict[str, Any]]:
+    """The item's history with one more event, oldest dropped beyond the limit."""
+    entry = {"event": event, "ts": ts, **{k: v for k, v in details.items() if v is not None}}
+    return [*item.get("history", []), entry][-HISTORY_LIMIT:]
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class NewMessage:
     batch_code: str | None
     message_id_header: str
     content: dict[str, Any]
+    suspended: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -124,9 +134,12 @@ class MessageStore:
             "not_before": message.not_before,
             "claims": 0,
             "attempts": 0,
-            "due_pk": due_pk(shard_of(message.tenant_id, message.id)),
-            "due_ts": due,
+            "history": [{"event": "queued", "ts": message.created_ms // 1000}],
         }
+        if message.suspended:
+            item["suspended"] = True  # out of the sweep's index until activated
+        else:
+            item.update(due_pk=due_pk(shard_of(message.tenant_id, message.id)), due_ts=due)
         try:
             self._db.put_item(TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
@@ -178,6 +191,7 @@ class MessageStore:
             "rpt_pk = :rpk",
             "rpt_sk = :rsk",
             "rpt_seq = if_not_exists(rpt_seq, :zero) + :one",
+            "history = :history",
         ]
         removes = ["lease_until"]
         named: dict[str, Any] = {
@@ -189,6 +203,13 @@ class MessageStore:
             "rsk": report_sk(outcome.ts * 1000, claimed["tenant_id"], claimed["id"]),
             "sending": MessageStatus.SENDING.value,
             "claims": claimed["claims"],
+            "history": with_event(
+                claimed,
+                outcome.status.value,
+                outcome.ts,
+                reason=(outcome.error or outcome.reason or "")[:120] or None,
+                next_ts=outcome.not_before if outcome.status is MessageStatus.DEFERRED else None,
+            ),
         }
         if outcome.smtp_attempt:
             sets.append("attempts = attempts + :one")
@@ -279,10 +300,14 @@ class MessageStore:
     def mark_reported(self, item: dict[str, Any], now: int) -> bool:
         """Take a report out of the outbox, unless the message changed since it was read."""
         final = MessageStatus(item["status"]).is_final
-        update = "SET reported_ts = :now REMOVE rpt_pk, rpt_sk"
-        named: dict[str, Any] = {"now": now, "seq": item["rpt_seq"]}
+        update = "SET reported_ts = :now, history = :history REMOVE rpt_pk, rpt_sk"
+        named: dict[str, Any] = {
+            "now": now,
+            "seq": item["rpt_seq"],
+            "history": with_event(item, "reported", now, status=item["status"]),
+        }
         if final:
-            update = "SET reported_ts = :now, expires_at = :exp REMOVE rpt_pk, rpt_sk"
+            update = "SET reported_ts = :now, history = :history, expires_at = :exp REMOVE rpt_pk, rpt_sk"
             named["exp"] = now + RETENTION_SECONDS
         try:
             self._db.update_item(
@@ -298,9 +323,97 @@ class MessageStore:
             raise
         return True
 
+    # -- campaign control ------------------------------------------------------------------------------
+    def delete_unsent(self, tenant_id: str, message_id: str) -> str:
+        """Remove a message not yet sent: "removed", "not_found", or its status when it cannot be removed."""
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": STATUS_SK}},
+                ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :deferred)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values(
+                    queued=MessageStatus.QUEUED.value, deferred=MessageStatus.DEFERRED.value
+                ),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            old: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            return str(old["status"]["S"]) if old else "not_found"
+        self._db.delete_item(
+            TableName=self._table, Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": CONTENT_SK}}
+        )
+        return "removed"
+
+    def tenant_messages(self, tenant_id: str, *, created_before_ms: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every status item of a tenant, oldest first (keys from the tenant index, then the items)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_TENANT_INDEX,
+            "KeyConditionExpression": "tenant_id = :t",
+            "ExpressionAttributeValues": values(t=tenant_id),
+        }
+        if created_before_ms is not None:
+            kwargs["KeyConditionExpression"] += " AND created_key < :before"
+            kwargs["ExpressionAttributeValues"].update(values(before=f"{created_before_ms:013d}"))
+        while True:
+            answer = self._db.query(**kwargs)
+            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in answer["Items"]]
+            items = self._get_many(keys)
+            yield from (items[k["pk"]["S"]] for k in keys if k["pk"]["S"] in items)
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def set_suspended(self, item: dict[str, Any], suspended: bool, *, now: int) -> bool:
+        """Hold a message back (out of the sweep, unclaimable) or release it; False if it moved on meanwhile."""
+        named: dict[str, Any]
+        if suspended:
+            update, named = "SET suspended = :yes REMOVE due_pk, due_ts", {"yes": True}
+        else:
+            update = "SET due_pk = :dpk, due_ts = :due REMOVE suspended"
+            named = {"dpk": due_pk(shard_of(item["tenant_id"], item["id"])), "due": now + 900}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
+                UpdateExpression=update,
+                ConditionExpression="#s IN (:queued, :deferred)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values(
+                    queued=MessageStatus.QUEUED.value, deferred=MessageStatus.DEFERRED.value, **named
+                ),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def delete_many(self, items: list[dict[str, Any]]) -> None:
+        """Delete status and content items (cleanup of finished, reported messages)."""
+        requests = [
+            {"DeleteRequest": {"Key": {"pk": {"S": item["pk"]}, "sk": {"S": sk}}}}
+            for item in items
+            for sk in (STATUS_SK, CONTENT_SK)
+        ]
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self._table: requests[start : start + 25]}
+            while pending:
+                pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
     # -- reading ---------------------------------------------------------------------------------------
     def list_page(
-        self, tenant_id: str, *, status: str | None, account_id: str | None, limit: int, cursor: str | None
+        self,
+        tenant_id: str,
+        *,
+        status: str | None,
+        account_id: str | None,
+        limit: int,
+        cursor: str | None,
+        statuses: set[str] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first. Reads keys from the tenant index and the small status items they name."""
         start_key = decode_cursor(cursor)
@@ -326,6 +439,7 @@ class MessageStore:
                 if (
                     item
                     and (status is None or item["status"] == status)
+                    and (statuses is None or item["status"] in statuses)
                     and (account_id is None or item["account_id"] == account_id)
                 ):
                     collected.append(item)

@@ -141,7 +141,12 @@ class BatchDelivery:
             return self._record(
                 claimed, Outcome(MessageStatus.ERROR, now, error="message content is missing", smtp_attempt=False)
             )
-        message, envelope = build_message(_outgoing(content), message_id=claimed["message_id_header"])
+        try:
+            message, envelope = build_message(_outgoing(content), message_id=claimed["message_id_header"])
+        except ValueError as exc:
+            return self._record(
+                claimed, Outcome(MessageStatus.ERROR, now, error=f"message cannot be built: {exc}", smtp_attempt=False)
+            )
         started = time.perf_counter()
         result = self.pool.send(f"{key[0]}#{key[1]}", account.smtp, message, envelope)
         latency_ms = (time.perf_counter() - started) * 1000

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from mailproxy.dal.messages import NewMessage
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
+from mailproxy.dal.suspensions import is_suspended
 from mailproxy.models import AddMessagesRequest, AddMessagesResponse, MessageIn, Rejection, describe_errors
 from mailproxy.services import Services
 
@@ -17,16 +18,22 @@ logger = Logger(child=True)
 
 
 def _message_id_header(message: MessageIn) -> str:
+    if message.message_id:
+        return f"<{message.message_id.strip('<>')}>"
     domain = message.from_addr.rsplit("@", 1)[-1].rstrip(">").strip() or "mail-proxy.invalid"
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
-def add_messages(services: Services, request: AddMessagesRequest, *, now_ms: int) -> AddMessagesResponse:
+def add_messages(
+    services: Services, request: AddMessagesRequest, *, now_ms: int, tenant_id: str | None = None
+) -> AddMessagesResponse:
+    """Store and enqueue the valid messages. `tenant_id` (a tenant key's own tenant) applies to messages
+    that name none; the API has already refused messages naming another tenant."""
     rejected: list[Rejection] = []
     valid: list[MessageIn] = []
     seen: set[tuple[str, str]] = set()
     for position, raw in enumerate(request.messages):
-        message = _validate(raw, position, request, rejected)
+        message = _validate(raw, position, request, rejected, tenant_id)
         if message is None:
             continue
         if (message.tenant_id, message.id) in seen:
@@ -36,6 +43,7 @@ def add_messages(services: Services, request: AddMessagesRequest, *, now_ms: int
         valid.append(message)
 
     known_accounts: dict[tuple[str, str], bool] = {}
+    suspensions = {t: services.suspensions.suspended(t) for t in {m.tenant_id for m in valid}}
     new: list[NewMessage] = []
     now = now_ms // 1000
     for message in valid:
@@ -56,6 +64,7 @@ def add_messages(services: Services, request: AddMessagesRequest, *, now_ms: int
                 batch_code=message.batch_code,
                 message_id_header=_message_id_header(message),
                 content=message.content(),
+                suspended=is_suspended(suspensions[message.tenant_id], message.batch_code),
             )
         )
 
@@ -67,7 +76,7 @@ def add_messages(services: Services, request: AddMessagesRequest, *, now_ms: int
     entries = [
         QueueEntry(m.tenant_id, m.id, m.account_id, m.priority, delay=max(0, (m.not_before or now) - now))
         for m in created
-        if (m.not_before or now) - now <= MAX_DELAY_SECONDS
+        if not m.suspended and (m.not_before or now) - now <= MAX_DELAY_SECONDS
     ]
     failed = services.queues.enqueue(entries)
     if failed:
@@ -76,13 +85,17 @@ def add_messages(services: Services, request: AddMessagesRequest, *, now_ms: int
     return AddMessagesResponse(queued=len(created), rejected=rejected)
 
 
-def _validate(raw: Any, position: int, request: AddMessagesRequest, rejected: list[Rejection]) -> MessageIn | None:
+def _validate(
+    raw: Any, position: int, request: AddMessagesRequest, rejected: list[Rejection], tenant_id: str | None
+) -> MessageIn | None:
     if not isinstance(raw, dict):
         rejected.append(Rejection(id=None, reason=f"messages.{position}: must be a JSON object"))
         return None
     raw_id = raw.get("id")
     if request.default_priority is not None and raw.get("priority") is None:
         raw = {**raw, "priority": int(request.default_priority)}
+    if tenant_id is not None and raw.get("tenant_id") is None:
+        raw = {**raw, "tenant_id": tenant_id}
     try:
         return MessageIn.model_validate(raw)
     except ValidationError as exc:

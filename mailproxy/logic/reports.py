@@ -62,6 +62,7 @@ def report_entry(item: dict[str, Any]) -> DeliveryReportItem:
         error_ts=item.get("error_ts") if status is MessageStatus.ERROR else None,
         error=item.get("error") if status is MessageStatus.ERROR else None,
         deferred_ts=item.get("deferred_ts") if status is MessageStatus.DEFERRED else None,
+        deferred_reason=item.get("deferred_reason") if status is MessageStatus.DEFERRED else None,
     )
 
 
@@ -73,7 +74,7 @@ class PostResult:
 
 
 def post(target: ReportTarget, entries: list[DeliveryReportItem], *, timeout: float, now: int) -> PostResult:
-    body = json.dumps({"delivery_report": [e.model_dump() for e in entries]}, separators=(",", ":")).encode()
+    body = json.dumps({"delivery_report": [e.wire() for e in entries]}, separators=(",", ":")).encode()
     request = urllib.request.Request(target.url, data=body, headers=target.headers(body, now), method="POST")  # noqa: S310 - URL validated as http(s) in the settings
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310

@@ -108,7 +108,9 @@ def test_reports_carry_the_seed_payload_and_bearer_auth(services: Services, clie
     assert request.headers["authorization"] == "Bearer sync-token"
     assert request.headers["content-type"] == "application/json"
     items = {i["id"]: i for i in request.items}
-    assert all(set(i) == SEED_FIELDS for i in items.values())
+    assert set(items["sent0"]) == set(items["err0"]) == SEED_FIELDS
+    assert set(items["later0"]) == SEED_FIELDS | {"deferred_reason"}  # issue 10: deferred items say why
+    assert items["later0"]["deferred_reason"] == "451 later"
     assert items["sent0"]["sent_ts"] and items["sent0"]["error_ts"] is None and items["sent0"]["deferred_ts"] is None
     assert (
         items["err0"]["error_ts"] and items["err0"]["error"] == "550 no such user" and items["err0"]["sent_ts"] is None

@@ -1,0 +1,95 @@
+"""Campaign control (issue 10): remove unsent mail, clean up old mail, suspend and activate sending,
+delete a tenant with its accounts and queued mail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailproxy.dal.queues import QueueEntry
+from mailproxy.dal.suspensions import is_suspended
+from mailproxy.models import MessageStatus
+from mailproxy.services import Services
+
+_UNSENT = {MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value}
+
+
+def delete_messages(services: Services, tenant_id: str, ids: list[str]) -> dict[str, Any]:
+    removed: list[str] = []
+    not_found: list[str] = []
+    not_removed: list[dict[str, str]] = []
+    for message_id in dict.fromkeys(ids):
+        result = services.messages.delete_unsent(tenant_id, message_id)
+        if result == "removed":
+            removed.append(message_id)
+        elif result == "not_found":
+            not_found.append(message_id)
+        else:
+            not_removed.append({"id": message_id, "status": result, "reason": f"already {result}; not removed"})
+    return {"ok": True, "removed": removed, "not_found": not_found, "unauthorized": [], "not_removed": not_removed}
+
+
+def cleanup_messages(services: Services, tenant_id: str, *, older_than_seconds: int, now: int) -> int:
+    """Remove finished messages whose report the client acknowledged, created over `older_than_seconds` ago."""
+    done = [
+        item
+        for item in services.messages.tenant_messages(tenant_id, created_before_ms=(now - older_than_seconds) * 1000)
+        if MessageStatus(item["status"]).is_final and item.get("reported_ts")
+    ]
+    services.messages.delete_many(done)
+    return len(done)
+
+
+def _matching(services: Services, tenant_id: str, batch_code: str | None) -> list[dict[str, Any]]:
+    return [
+        item
+        for item in services.messages.tenant_messages(tenant_id)
+        if item["status"] in _UNSENT and (batch_code is None or item.get("batch_code") == batch_code)
+    ]
+
+
+def suspend(services: Services, tenant_id: str, batch_code: str | None, *, now: int) -> int:
+    """Hold back the tenant's unsent mail (of one batch, or all); mail added later to it is held too."""
+    services.suspensions.suspend(tenant_id, batch_code)
+    return sum(
+        services.messages.set_suspended(item, True, now=now)
+        for item in _matching(services, tenant_id, batch_code)
+        if not item.get("suspended")
+    )
+
+
+def activate(services: Services, tenant_id: str, batch_code: str | None, *, now: int) -> int:
+    """Lift the suspension and send the held messages, urgent priorities first."""
+    services.suspensions.activate(tenant_id, batch_code)
+    still_suspended = services.suspensions.suspended(tenant_id)
+    released = [
+        item
+        for item in _matching(services, tenant_id, batch_code)
+        if item.get("suspended")
+        and not is_suspended(still_suspended, item.get("batch_code"))
+        and services.messages.set_suspended(item, False, now=now)
+    ]
+    released.sort(key=lambda item: (int(item["priority"]), item["created_key"]))
+    services.queues.enqueue(
+        [
+            QueueEntry(
+                i["tenant_id"], i["id"], i["account_id"], int(i["priority"]), delay=max(0, i.get("not_before", 0) - now)
+            )
+            for i in released
+        ]
+    )
+    return len(released)
+
+
+def delete_tenant(services: Services, tenant_id: str) -> dict[str, int]:
+    """Remove the tenant, its API key, its accounts and its unsent mail; sent history stays until its TTL."""
+    accounts = services.accounts.list(tenant_id)
+    for account in accounts:
+        services.accounts.delete(tenant_id, account["id"])
+    removed = sum(
+        services.messages.delete_unsent(tenant_id, item["id"]) == "removed"
+        for item in services.messages.tenant_messages(tenant_id)
+        if item["status"] in _UNSENT
+    )
+    services.suspensions.activate(tenant_id, None)
+    services.tenants.delete(tenant_id)
+    return {"accounts": len(accounts), "messages": removed}
