@@ -47,12 +47,21 @@ class Settings(BaseSettings):
     reporter_function_name: str | None = None
     local_key: SecretStr | None = Field(default=None, description="Fernet key for SMTP passwords in local mode")
 
+    attachment_max_bytes: int = Field(default=25_000_000, ge=1_000)
+    attachment_timeout: float = Field(default=30.0, gt=0, le=300)
+    attachment_buckets: str = Field(default="", description="comma-separated S3 buckets attachments may come from")
+
     inline_content_limit: int = Field(default=96_000, ge=1_000, le=350_000)
     max_attempts: int = Field(default=8, ge=1, le=50)
     backoff_base: float = Field(default=60.0, gt=0)
     backoff_cap: float = Field(default=3600.0, gt=0)
     lease_seconds: int = Field(default=300, ge=10)
     enqueue_grace: int = Field(default=900, ge=60, description="seconds before the sweep re-enqueues a queued message")
+
+
+def names(value: str) -> frozenset[str]:
+    """A comma-separated setting as a set of names."""
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
 def _variable(loc: tuple[int | str, ...]) -> str:

@@ -32,6 +32,7 @@ class Services:
     settings: Settings
     dynamodb: Any
     sqs: Any
+    s3: Any
     messages: MessageStore
     accounts: AccountStore
     queues: DeliveryQueues
@@ -55,6 +56,7 @@ class Services:
             settings=settings,
             dynamodb=dynamodb,
             sqs=sqs,
+            s3=s3,
             messages=MessageStore(dynamodb, settings.messages_table, contents),
             accounts=AccountStore(dynamodb, settings.config_table, secret_box),
             queues=DeliveryQueues(sqs, settings.urgent_queue_url, settings.bulk_queue_url),

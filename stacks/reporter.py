@@ -28,7 +28,10 @@ class Reporter(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        environment = {"GMP_CLIENT_SYNC_SECRET_ARN": secrets.client_sync.secret_arn}
+        environment = {
+            "GMP_CLIENT_SYNC_SECRET_ARN": secrets.client_sync.secret_arn,
+            "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,  # decrypts tenants' report credentials
+        }
         if settings.client_sync_url:  # unset = reports are kept until it is set (SPEC §2)
             environment["GMP_CLIENT_SYNC_URL"] = settings.client_sync_url
 
@@ -48,6 +51,7 @@ class Reporter(Construct):
         for queue in queues.work_queues:
             queue.grant_send_messages(fn)
         secrets.client_sync.grant_read(fn)
+        secrets.smtp_password_key.grant(fn, "kms:Decrypt")
         assert fn.role is not None
         acknowledge(
             fn.role,

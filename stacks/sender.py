@@ -42,6 +42,7 @@ class Sender(Construct):
             environment={
                 "GMP_BODY_BUCKET": storage.body_bucket.bucket_name,
                 "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,
+                "GMP_ATTACHMENT_BUCKETS": ",".join(settings.attachment_buckets),
             },
             vpc=network.vpc,
             vpc_subnets=network.sender_subnets,
@@ -71,6 +72,14 @@ class Sender(Construct):
             )
         )
         secrets.smtp_password_key.grant(fn, "kms:Decrypt")
+        if settings.attachment_buckets:
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="AttachmentBucketsRead",
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:aws:s3:::{bucket}/*" for bucket in settings.attachment_buckets],
+                )
+            )
         acknowledge(
             fn.role,
             f"AwsSolutions-IAM5[Resource::{arn_of(storage.messages_table)}/index/*]",

@@ -96,6 +96,9 @@ class Settings(BaseModel):
     # reporter
     report_schedule: str = "rate(1 minute)"
     client_sync_url: str | None = None
+    attachment_buckets: list[str] = Field(
+        default_factory=list, description="S3 buckets the sender may read attachments from (s3:// references)"
+    )
     # api
     api_throttle_rate_limit: float = Field(default=50, gt=0)
     api_throttle_burst_limit: int = Field(default=100, ge=1)

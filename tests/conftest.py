@@ -100,9 +100,9 @@ def account_payload(**overrides: Any) -> dict[str, Any]:
     }
 
 
-def message_payload(message_id: str = "MSG-001", **overrides: Any) -> dict[str, Any]:
+def message_payload(msg_id: str = "MSG-001", **overrides: Any) -> dict[str, Any]:
     return {
-        "id": message_id,
+        "id": msg_id,
         "account_id": "smtp-main",
         "from": "sender@example.com",
         "to": ["rcpt@example.com"],

@@ -256,7 +256,7 @@ def create_app(context: ApiContext) -> FastAPI:
             context.services,
             caller.scope(_explicit_tenant(request)),
             older_than_seconds=request.older_than_seconds,
-            now=int(time.time()),
+            now=time.time(),
         )
         return {"ok": True, "removed": removed}
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailproxy.config import settings
-from mailproxy.logic.reports import Reporter, ReportTarget
+from mailproxy.logic.reports import Reporter, ReportTarget, tenant_target
 from mailproxy.observability import logger, metrics, tracer
 from mailproxy.services import Services
 
@@ -23,7 +23,7 @@ def _secret(value: Any) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-def target_for(tenant_id: str) -> ReportTarget | None:
+def deployment_target() -> ReportTarget | None:
     """The deployment's report endpoint (SPEC §2); credentials from Secrets Manager in AWS."""
     configured = settings()
     if configured.client_sync_url is None:
@@ -49,7 +49,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     budget = configured.report_run_budget
     remaining_ms = getattr(context, "get_remaining_time_in_millis", lambda: budget * 1000)()
     budget = min(budget, max(1.0, remaining_ms / 1000 - 5))  # always end before the Lambda timeout
-    reporter = Reporter(_services(), target_for, logger=logger, metrics=metrics)
+    services = _services()
+    fallback = deployment_target()
+    targets: dict[str, ReportTarget | None] = {}
+
+    def target_for(tenant_id: str) -> ReportTarget | None:
+        if tenant_id not in targets:
+            targets[tenant_id] = tenant_target(services, tenant_id, fallback)
+        return targets[tenant_id]
+
+    reporter = Reporter(services, target_for, logger=logger, metrics=metrics)
     run = reporter.run(budget_seconds=budget, batch_size=configured.report_batch_size)
     logger.info("report run", extra={**run.__dict__, "source": event.get("source", "schedule")})
     return {"ok": True, **run.__dict__}

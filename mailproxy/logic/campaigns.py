@@ -28,11 +28,13 @@ def delete_messages(services: Services, tenant_id: str, ids: list[str]) -> dict[
     return {"ok": True, "removed": removed, "not_found": not_found, "unauthorized": [], "not_removed": not_removed}
 
 
-def cleanup_messages(services: Services, tenant_id: str, *, older_than_seconds: int, now: int) -> int:
+def cleanup_messages(services: Services, tenant_id: str, *, older_than_seconds: int, now: float) -> int:
     """Remove finished messages whose report the client acknowledged, created over `older_than_seconds` ago."""
     done = [
         item
-        for item in services.messages.tenant_messages(tenant_id, created_before_ms=(now - older_than_seconds) * 1000)
+        for item in services.messages.tenant_messages(
+            tenant_id, created_before_ms=int((now - older_than_seconds) * 1000)
+        )
         if MessageStatus(item["status"]).is_final and item.get("reported_ts")
     ]
     services.messages.delete_many(done)

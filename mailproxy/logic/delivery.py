@@ -3,7 +3,6 @@ connection per account, record the outcome, and re-enqueue what must wait."""
 
 from __future__ import annotations
 
-import base64
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mailproxy.dal.messages import Outcome
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
 from mailproxy.dal.ratelimits import Reservation
+from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed
 from mailproxy.logic.backoff import retry_delay
 from mailproxy.logic.mime import MailAttachment, OutgoingMail, build_message
 from mailproxy.logic.smtp import Outcome as SmtpOutcome
@@ -30,11 +30,13 @@ _LIMIT_FIELDS = {"minute": "limit_per_minute", "hour": "limit_per_hour", "day": 
 class _Account:
     smtp: SmtpAccount
     limits: dict[str, int]
+    reject_over_limit: bool
+    batch_size: int | None
 
 
-def _outgoing(content: dict[str, Any]) -> OutgoingMail:
+def _outgoing(content: dict[str, Any], attachment_bytes: Callable[[dict[str, Any]], bytes]) -> OutgoingMail:
     attachments = [
-        MailAttachment(filename=a["filename"], content=base64.b64decode(a["content"]), mime_type=a.get("mime_type"))
+        MailAttachment(filename=a["filename"], content=attachment_bytes(a), mime_type=a.get("mime_type"))
         for a in content.get("attachments", [])
     ]
     return OutgoingMail(**{**content, "attachments": attachments})
@@ -61,6 +63,8 @@ class BatchDelivery:
         self._accounts: dict[tuple[str, str], _Account | None] = {}
         self._reservations: dict[tuple[str, str], Reservation] = {}
         self._contents: dict[tuple[str, str], dict[str, Any]] = {}
+        self._attempted: Counter[tuple[str, str]] = Counter()
+        self._fetcher = AttachmentFetcher(services)
         self.outcomes: Counter[str] = Counter()
 
     # -- batch scope ---------------------------------------------------------------------------------
@@ -101,6 +105,8 @@ class BatchDelivery:
                         timeout=float(stored.get("timeout", 30.0)),
                     ),
                     limits={w: int(stored[f]) for w, f in _LIMIT_FIELDS.items() if stored.get(f)},
+                    reject_over_limit=stored.get("limit_behavior") == "reject",
+                    batch_size=int(stored["batch_size"]) if stored.get("batch_size") else None,
                 )
             )
         return self._accounts[key]
@@ -109,6 +115,18 @@ class BatchDelivery:
     def deliver(self, entry: QueueEntry) -> str:
         """Deliver one queued message; returns what happened. Raises only when the record must be retried."""
         now = int(self._clock())
+        entry_account = self._account((entry.tenant_id, entry.account_id))
+        if (
+            entry_account
+            and entry_account.batch_size
+            and (self._attempted[(entry.tenant_id, entry.account_id)] >= entry_account.batch_size)
+        ):
+            # The account's share of this invocation is used: hand the record to a later one, untouched.
+            self._services.queues.enqueue(
+                [QueueEntry(entry.tenant_id, entry.message_id, entry.account_id, entry.priority, delay=1)]
+            )
+            self.outcomes["requeued"] += 1
+            return "requeued"
         claimed = self._services.messages.claim(
             entry.tenant_id, entry.message_id, now=now, lease_seconds=self._settings.lease_seconds
         )
@@ -124,8 +142,14 @@ class BatchDelivery:
                     MessageStatus.ERROR, now, error=f"account {claimed['account_id']!r} was deleted", smtp_attempt=False
                 ),
             )
+        self._attempted[key] += 1
         reservation = self._reservations.get(key)
         if reservation is not None and not reservation.take():
+            if account.reject_over_limit:
+                return self._record(
+                    claimed,
+                    Outcome(MessageStatus.ERROR, now, error="rate_limit_exceeded", smtp_attempt=False),
+                )
             return self._record(
                 claimed,
                 Outcome(
@@ -142,7 +166,13 @@ class BatchDelivery:
                 claimed, Outcome(MessageStatus.ERROR, now, error="message content is missing", smtp_attempt=False)
             )
         try:
-            message, envelope = build_message(_outgoing(content), message_id=claimed["message_id_header"])
+            mail = _outgoing(content, lambda attachment: self._fetcher.content(entry.tenant_id, attachment))
+        except FetchFailed as failure:
+            if failure.temporary:
+                return self._retry_later(claimed, now, failure.reason)
+            return self._record(claimed, Outcome(MessageStatus.ERROR, now, error=failure.reason))
+        try:
+            message, envelope = build_message(mail, message_id=claimed["message_id_header"])
         except ValueError as exc:
             return self._record(
                 claimed, Outcome(MessageStatus.ERROR, now, error=f"message cannot be built: {exc}", smtp_attempt=False)
@@ -172,13 +202,17 @@ class BatchDelivery:
         reply = f"{result.code} {result.detail}" if result.code else result.detail
         if result.outcome is SmtpOutcome.ERROR:
             return self._record(claimed, Outcome(MessageStatus.ERROR, done, error=reply))
+        return self._retry_later(claimed, done, reply)
+
+    def _retry_later(self, claimed: dict[str, Any], now: int, reason: str) -> str:
+        """Deferred with backoff, or error once the attempts are used up."""
         attempt = claimed["attempts"] + 1
         if attempt >= self._settings.max_attempts:
             return self._record(
-                claimed, Outcome(MessageStatus.ERROR, done, error=f"gave up after {attempt} attempts: {reply}")
+                claimed, Outcome(MessageStatus.ERROR, now, error=f"gave up after {attempt} attempts: {reason}")
             )
         delay = retry_delay(attempt, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
-        return self._record(claimed, Outcome(MessageStatus.DEFERRED, done, not_before=done + delay, reason=reply))
+        return self._record(claimed, Outcome(MessageStatus.DEFERRED, now, not_before=now + delay, reason=reason))
 
     def _record(self, claimed: dict[str, Any], outcome: Outcome) -> str:
         if not self._services.messages.record(claimed, outcome):

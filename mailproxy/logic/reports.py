@@ -45,6 +45,24 @@ class ReportTarget:
         return headers
 
 
+def tenant_target(services: Services, tenant_id: str, fallback: ReportTarget | None) -> ReportTarget | None:
+    """A tenant's own report endpoint and auth (client_base_url + client_sync_path) override the
+    deployment's; a tenant without one reports to the deployment's endpoint."""
+    tenant = services.tenants.get(tenant_id)
+    if tenant is None or not tenant.get("client_base_url"):
+        return fallback
+    auth = tenant.get("client_auth") or {}
+    method = auth.get("method", "none")
+    return ReportTarget(
+        url=tenant["client_base_url"].rstrip("/") + tenant.get("client_sync_path", "/mail-proxy/sync"),
+        token=services.tenants.client_secret(tenant, "token") if method == "bearer" else None,
+        user=auth.get("user") if method == "basic" else None,
+        password=services.tenants.client_secret(tenant, "password") if method == "basic" else None,
+        signing_secret=fallback.signing_secret if fallback else None,
+        timeout=fallback.timeout if fallback else 10.0,
+    )
+
+
 def signature(secret: str, body: bytes, timestamp: int) -> str:
     """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the client recomputes it to verify the origin."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -94,6 +112,9 @@ def post(target: ReportTarget, entries: list[DeliveryReportItem], *, timeout: fl
     return PostResult(True, f"HTTP {status}", reply)
 
 
+MAX_CYCLES = 5  # cycles one run may chain when clients keep answering {"queued": n}
+
+
 @dataclass
 class ReportRun:
     swept: int = 0
@@ -120,16 +141,30 @@ class Reporter:
         self._clock = clock
 
     def run(self, *, budget_seconds: float, batch_size: int) -> ReportRun:
+        """Sweep, then report until the outbox is empty, a client fails, or the time budget is used.
+        A client answering `{"queued": n}` with n > 0 asks for another cycle at once."""
         deadline = time.monotonic() + budget_seconds
-        run = ReportRun(swept=sweep_due(self._services, now=int(self._clock())))
+        run = ReportRun()
+        for _ in range(MAX_CYCLES):
+            run.swept += sweep_due(self._services, now=int(self._clock()))
+            if not self._report(run, deadline, batch_size):
+                break
+        self._oldest_pending_metric()
+        return run
+
+    def _report(self, run: ReportRun, deadline: float, batch_size: int) -> bool:
+        """One cycle; True when a client asked for another one and there is time for it."""
+        failed_tenants: set[str] = set()
+        again = False
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.5:
+            if deadline - time.monotonic() <= 0.5:
                 run.stopped = "time budget used"
-                break
-            items = self._services.messages.pending_reports(batch_size)
+                return False
+            items = [
+                i for i in self._services.messages.pending_reports(batch_size) if i["tenant_id"] not in failed_tenants
+            ]
             if not items:
-                break
+                return again and not failed_tenants
             progressed = False
             for tenant_id, group in groupby(sorted(items, key=lambda i: i["tenant_id"]), key=lambda i: i["tenant_id"]):
                 batch = list(group)
@@ -143,6 +178,8 @@ class Reporter:
                     now=int(self._clock()),
                 )
                 if not result.ok:
+                    # This client is failing: leave its reports for the next run rather than hammer it.
+                    failed_tenants.add(tenant_id)
                     run.failures += 1
                     run.stopped = result.detail
                     self._metrics.add_metric(name="ReportFailures", unit=MetricUnit.Count, value=1)
@@ -150,18 +187,18 @@ class Reporter:
                         "delivery report failed; will retry next run",
                         extra={"tenant_id": tenant_id, "reports": len(batch), "reason": result.detail},
                     )
-                    self._oldest_pending_metric()
-                    return run
+                    continue
                 self._mark(batch)
                 run.posted += len(batch)
                 run.batches += 1
                 progressed = True
                 self._metrics.add_metric(name="ReportsPosted", unit=MetricUnit.Count, value=len(batch))
+                if isinstance(result.reply, dict) and isinstance(result.reply.get("queued"), int):
+                    again = again or result.reply["queued"] > 0
             if not progressed:
-                run.stopped = "no report endpoint configured"
-                break
-        self._oldest_pending_metric()
-        return run
+                if not failed_tenants:
+                    run.stopped = "no report endpoint configured"
+                return False
 
     def _mark(self, batch: list[dict[str, Any]]) -> None:
         now = int(self._clock())

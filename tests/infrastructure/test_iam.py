@@ -152,10 +152,12 @@ def test_sender_and_reporter_read_no_api_token(synth: Synthesis) -> None:
     assert not statements_with(synth.role_statements(SENDER_HANDLER), "secretsmanager:")
 
 
-def test_reporter_has_no_s3_and_no_kms(synth: Synthesis) -> None:
+def test_reporter_has_no_s3_and_only_decrypts_tenant_secrets(synth: Synthesis) -> None:
     statements = synth.role_statements(REPORTER_HANDLER)
     assert not statements_with(statements, "s3:")
-    assert not statements_with(statements, "kms:")
+    kms = statements_with(statements, "kms:")
+    assert actions_of(kms) == {"kms:Decrypt"}  # a tenant's report credentials are stored encrypted
+    assert all(_resource_ids(s) <= _ids(synth, "AWS::KMS::Key") for s in kms)
 
 
 def test_reporter_writes_messages_but_only_reads_config(synth: Synthesis) -> None:

@@ -35,18 +35,22 @@ def client() -> Iterator[ReportEndpoint]:
 
 
 def seed_outcomes(
-    services: Services, count: int, status: MessageStatus = MessageStatus.SENT, prefix: str = "m"
+    services: Services,
+    count: int,
+    status: MessageStatus = MessageStatus.SENT,
+    prefix: str = "m",
+    tenant_id: str = "default",
 ) -> None:
     """Messages taken through ingestion, claim and outcome, as the API and the sender would."""
     now = int(time.time())
     new = [
-        NewMessage("default", f"{prefix}{n}", "smtp-main", n % 4, now * 1000, None, None, f"<{n}@example.com>", {})
+        NewMessage(tenant_id, f"{prefix}{n}", "smtp-main", n % 4, now * 1000, None, None, f"<{n}@example.com>", {})
         for n in range(count)
     ]
     services.messages.put_batch(new, now=now, enqueue_grace=900)
 
     def finish(message: NewMessage) -> None:
-        claimed = services.messages.claim("default", message.id, now=now, lease_seconds=60)
+        claimed = services.messages.claim(tenant_id, message.id, now=now, lease_seconds=60)
         assert claimed is not None
         outcome = {
             MessageStatus.SENT: Outcome(MessageStatus.SENT, now),

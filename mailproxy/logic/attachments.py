@@ -1,0 +1,151 @@
+"""Attachments given by reference, fetched by the sender at send time (so they may exceed the API's
+request limit): an http(s) URL, the tenant's attachment endpoint, or an S3 object of an allowed bucket."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mailproxy.config import names
+from mailproxy.services import Services
+
+
+class FetchFailed(Exception):
+    """`temporary`: try again later (deferred); otherwise the message ends in error."""
+
+    def __init__(self, reason: str, *, temporary: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.temporary = temporary
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirect could lead the fetch to an address the host check never saw.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+@dataclass(frozen=True)
+class HttpAuth:
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        if self.user is not None and self.password is not None:
+            return {"Authorization": "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()}
+        return {}
+
+
+class AttachmentFetcher:
+    """One per sender batch: identical `content_md5` within the batch is fetched once."""
+
+    def __init__(self, services: Services, *, host_guard: Callable[[str], None] = lambda host: None) -> None:
+        self._services = services
+        self._settings = services.settings
+        self._host_guard = host_guard
+        self._by_md5: dict[str, bytes] = {}
+
+    def content(self, tenant_id: str, attachment: dict[str, Any]) -> bytes:
+        if attachment.get("content") is not None:
+            return base64.b64decode(attachment["content"])
+        md5 = (attachment.get("content_md5") or "").lower()
+        if md5 and md5 in self._by_md5:
+            return self._by_md5[md5]
+        mode = attachment.get("fetch_mode") or "endpoint"
+        path = attachment["storage_path"]
+        if mode == "http_url":
+            data = self._http("GET", path, _auth(attachment.get("auth")), None)
+        elif mode == "s3":
+            data = self._s3(path)
+        else:
+            data = self._endpoint(tenant_id, path)
+        if md5:
+            if hashlib.md5(data).hexdigest() != md5:  # noqa: S324 - an integrity check the client asked for
+                raise FetchFailed(f"attachment {attachment['filename']!r}: content_md5 does not match", temporary=False)
+            self._by_md5[md5] = data
+        return data
+
+    def _endpoint(self, tenant_id: str, storage_path: str) -> bytes:
+        tenant = self._services.tenants.get(tenant_id)
+        if tenant is None or not tenant.get("client_base_url"):
+            raise FetchFailed("attachment endpoint: the tenant has no client_base_url", temporary=False)
+        auth_conf = tenant.get("client_auth") or {}
+        method = auth_conf.get("method", "none")
+        auth = HttpAuth(
+            token=self._services.tenants.client_secret(tenant, "token") if method == "bearer" else None,
+            user=auth_conf.get("user") if method == "basic" else None,
+            password=self._services.tenants.client_secret(tenant, "password") if method == "basic" else None,
+        )
+        url = tenant["client_base_url"].rstrip("/") + tenant.get("client_attachment_path", "/mail-proxy/attachments")
+        body = json.dumps({"storage_path": storage_path}).encode()
+        data = self._http("POST", url, auth, body)
+        return data
+
+    def _http(self, method: str, url: str, auth: HttpAuth, body: bytes | None) -> bytes:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchFailed(f"attachment URL {url!r} is not http(s)", temporary=False)
+        if self._settings.mode == "aws" and parts.scheme != "https":
+            raise FetchFailed("attachment URL must be https in aws mode", temporary=False)
+        try:
+            self._host_guard(parts.hostname)
+        except ValueError as exc:
+            raise FetchFailed(f"attachment URL refused: {exc}", temporary=False) from None
+        headers = {"User-Agent": "genro-mail-proxy-serverless", **auth.headers()}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310 - scheme checked
+        limit = self._settings.attachment_max_bytes
+        try:
+            with _opener.open(request, timeout=self._settings.attachment_timeout) as answer:
+                data: bytes = answer.read(limit + 1)
+        except urllib.error.HTTPError as exc:
+            temporary = exc.code >= 500 or exc.code in (408, 425, 429)
+            raise FetchFailed(f"attachment fetch: HTTP {exc.code}", temporary=temporary) from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise FetchFailed(f"attachment fetch failed: {getattr(exc, 'reason', exc)}", temporary=True) from None
+        if len(data) > limit:
+            raise FetchFailed(f"attachment larger than {limit} bytes", temporary=False)
+        return data
+
+    def _s3(self, storage_path: str) -> bytes:
+        bucket, _, key = storage_path.removeprefix("s3://").partition("/")
+        if bucket not in names(self._settings.attachment_buckets):
+            raise FetchFailed(f"attachment bucket {bucket!r} is not allowed (GMP_ATTACHMENT_BUCKETS)", temporary=False)
+        limit = self._settings.attachment_max_bytes
+        try:
+            answer = self._services.s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NoSuchBucket", "AccessDenied", "403"):
+                raise FetchFailed(f"attachment s3://{bucket}/{key}: {code}", temporary=False) from None
+            raise FetchFailed(f"attachment s3://{bucket}/{key}: {code}", temporary=True) from None
+        except BotoCoreError as exc:
+            raise FetchFailed(f"attachment s3://{bucket}/{key}: {exc}", temporary=True) from None
+        if int(answer.get("ContentLength", 0)) > limit:
+            raise FetchFailed(f"attachment larger than {limit} bytes", temporary=False)
+        data: bytes = answer["Body"].read(limit + 1)
+        return data
+
+
+def _auth(conf: dict[str, Any] | None) -> HttpAuth:
+    if not conf:
+        return HttpAuth()
+    if conf.get("method") == "basic":
+        return HttpAuth(user=conf.get("user"), password=conf.get("password"))
+    return HttpAuth(token=conf.get("token"))
