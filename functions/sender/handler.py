@@ -15,8 +15,6 @@ from mailproxy.logic.delivery import BatchDelivery
 from mailproxy.observability import logger, metrics, tracer
 from mailproxy.services import Services
 
-processor = BatchProcessor(event_type=EventType.SQS)
-
 
 @cache
 def _services() -> Services:
@@ -43,6 +41,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         def deliver(record: SQSRecord) -> str:
             return delivery.deliver(QueueEntry.parse(record.body))
 
+        # One processor per invocation: the local runner calls this handler from several threads at once.
+        processor = BatchProcessor(event_type=EventType.SQS)
         response = process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
         logger.info("batch delivered", extra={"records": len(event.get("Records", [])), **delivery.outcomes})
     return dict(response)

@@ -14,6 +14,7 @@ import pytest
 from functions.sender import handler as sender
 from mailproxy.config import Settings
 from mailproxy.dal.messages import Outcome
+from mailproxy.dal.queues import QueueEntry
 from mailproxy.dal.schema import LocalResources
 from mailproxy.local.lambda_context import LocalLambdaContext
 from mailproxy.local.poller import SqsPoller, lambda_record
@@ -297,3 +298,30 @@ def test_delivery_activity_log_has_one_line_per_attempt_and_no_password(
     assert sorted(a["message_id"] for a in attempts) == ["m1", "m2"]
     assert all(a["outcome"] == "sent" and a["account_id"] == "smtp-main" for a in attempts)
     assert "pa55-w0rd-xyz" not in json.dumps(lines)
+
+
+def test_concurrent_invocations_in_one_process_keep_their_own_batches(
+    lambda_env: Settings, services: Services, smtp_sink_factory: SinkFactory
+) -> None:
+    sink = smtp_sink_factory("plain")
+    add_account(services, sink)
+    submit(services, *[message_payload(f"m{n}") for n in range(20)])
+    arn = "arn:aws:sqs:us-east-1:123456789012:gmp-bulk"
+    batches = []
+    while len(batches) < 2:
+        received = services.sqs.receive_message(QueueUrl=services.queues.bulk_url, MaxNumberOfMessages=10)
+        batches.append([lambda_record(m, arn, "us-east-1") for m in received.get("Messages", [])])
+    start = threading.Barrier(2)
+
+    def invoke(records: list[dict[str, Any]]) -> None:
+        start.wait()
+        sender.handler({"Records": records}, LocalLambdaContext("gmp-sender"))
+
+    runs = [threading.Thread(target=invoke, args=(batch,)) for batch in batches]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    handled = [QueueEntry.parse(r["body"]).message_id for batch in batches for r in batch]
+    assert {status(services, i)["status"] for i in handled} == {"sent"}
+    assert len(sink.messages) == len(handled)
