@@ -23,13 +23,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy mailproxy functions stacks app.py
+	$(VENV)/bin/mypy mailproxy functions stacks app.py client bench
 
 test: lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
 soak: $(STAMP)
 	GMP_SOAK_MESSAGES=10000 $(PY) -m pytest -q -m soak tests/reliability
+
+bench: $(STAMP)
+	$(PY) -m bench.run
 
 synth: $(STAMP)
 	$(PY) -m stacks.build_layer

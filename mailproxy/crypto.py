@@ -39,18 +39,25 @@ class LocalSecretBox:
 
 
 class KmsSecretBox:
+    """KMS with the encryption context bound in. Decrypted values are kept for the life of the container
+    (keyed by ciphertext, which changes whenever the secret does): one KMS call per account, not per batch."""
+
     def __init__(self, kms: Any, key_id: str) -> None:
         self._kms = kms
         self._key_id = key_id
+        self._plain: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
     def encrypt(self, plaintext: str, context: dict[str, str]) -> str:
         blob = self._kms.encrypt(KeyId=self._key_id, Plaintext=plaintext.encode(), EncryptionContext=context)
         return "kms:" + base64.b64encode(blob["CiphertextBlob"]).decode()
 
     def decrypt(self, ciphertext: str, context: dict[str, str]) -> str:
-        blob = base64.b64decode(ciphertext.removeprefix("kms:"))
-        plain: bytes = self._kms.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"]
-        return plain.decode()
+        key = (ciphertext, tuple(sorted(context.items())))
+        if key not in self._plain:
+            blob = base64.b64decode(ciphertext.removeprefix("kms:"))
+            plain: bytes = self._kms.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"]
+            self._plain[key] = plain.decode()
+        return self._plain[key]
 
 
 def _bind(context: dict[str, str]) -> str:

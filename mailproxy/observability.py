@@ -14,4 +14,5 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
 
 logger = Logger(service=SERVICE, level=os.environ.get("GMP_LOG_LEVEL", "INFO"))
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE, disabled=os.environ.get("GMP_MODE", "local") != "aws")
+# Only AWS calls are traced: patching every library X-Ray knows costs ~0.07 s of cold start.
+tracer = Tracer(service=SERVICE, disabled=os.environ.get("GMP_MODE", "local") != "aws", patch_modules=["botocore"])

@@ -150,15 +150,16 @@ class MessageStore:
 
     # -- sending ---------------------------------------------------------------------------------------
     def claim(self, tenant_id: str, message_id: str, *, now: int, lease_seconds: int) -> dict[str, Any] | None:
-        """queued/deferred (or sending with an expired lease) -> sending; None when not claimable now."""
+        """queued/deferred (or sending with an expired lease) -> sending; None when not claimable now.
+        The due time is left as it is (moving it would rewrite the sweep's index on every send): should
+        this sender die, the sweep brings the message back once that time and the lease have passed."""
         lease_until = now + lease_seconds
         try:
             answer = self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": STATUS_SK}},
                 UpdateExpression=(
-                    "SET #s = :sending, claims = claims + :one, lease_until = :lease, due_ts = :lease, "
-                    "updated_ts = :now"
+                    "SET #s = :sending, claims = claims + :one, lease_until = :lease, updated_ts = :now"
                 ),
                 ConditionExpression=(
                     "attribute_exists(pk) AND (attribute_not_exists(not_before) OR not_before <= :now) "

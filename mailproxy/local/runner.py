@@ -40,7 +40,7 @@ def moto_server(port: int | None = None) -> Iterator[str]:
     """A moto server in a child process on a free loopback port; stopped on exit."""
     port = port or free_port()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "mailproxy.local.moto_launcher", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -64,10 +64,12 @@ def moto_server(port: int | None = None) -> Iterator[str]:
             process.kill()
 
 
-def point_at(endpoint: str) -> None:
-    """Every boto3 client of this process (and of its children) talks to the local stand-in, never to AWS."""
+def point_at(endpoint: str, dynamodb_endpoint: str) -> None:
+    """Every boto3 client of this process (and of its children) talks to the local stand-ins, never to AWS.
+    DynamoDB has a server of its own, so that it and SQS each get a core."""
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint,
         AWS_ACCESS_KEY_ID="local",
         AWS_SECRET_ACCESS_KEY="local",  # noqa: S106
         AWS_DEFAULT_REGION=LOCAL_REGION,
@@ -96,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM ends the stack like Ctrl-C: the context managers below stop every child on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with moto_server() as endpoint:
-            point_at(endpoint)
+        with moto_server() as endpoint, moto_server() as dynamodb_endpoint:
+            point_at(endpoint, dynamodb_endpoint)
             resources = create_resources(boto3.session.Session())
             os.environ.update(resources.environment())
-            return _serve(endpoint, generated_token, args.senders)
+            return _serve(endpoint, dynamodb_endpoint, generated_token, args.senders)
     except KeyboardInterrupt:
         print("genro-mail-proxy (local) stopped", flush=True)
         return 0
@@ -110,7 +112,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(endpoint: str, generated_token: str | None, senders: int) -> int:
+def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, senders: int) -> int:
     import uvicorn
 
     # Imported only now: the handlers read the environment prepared above, as a Lambda reads its own.
@@ -151,7 +153,8 @@ def _serve(endpoint: str, generated_token: str | None, senders: int) -> int:
     app = create_app(ApiContext(services=lambda: services, api_token=lambda: token, trigger_report=wake_reporter.set))
     print(f"genro-mail-proxy (local) listening on http://{settings.host}:{settings.port}", flush=True)
     print(f"  OpenAPI docs:        http://{settings.host}:{settings.port}/docs", flush=True)
-    print(f"  AWS stand-in (moto): {endpoint}", flush=True)
+    print(f"  AWS stand-in (moto): {endpoint} (SQS, S3)", flush=True)
+    print(f"  DynamoDB stand-in (moto): {dynamodb_endpoint}", flush=True)
     print(
         f"  reports to:          {settings.client_sync_url or '(GMP_CLIENT_SYNC_URL unset: reports wait)'}", flush=True
     )

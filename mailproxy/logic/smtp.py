@@ -3,9 +3,8 @@
 * ``use_tls=True``  -> implicit TLS from the first byte (port 465 style).
 * ``use_tls=False`` -> plain connect, EHLO, then STARTTLS whenever the server offers it, EHLO again.
   Once STARTTLS is offered it must succeed: there is no fallback to plain text.
-* Certificates are verified against the system store by a context made at connect time
-  (``ssl.create_default_context()``, so ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured), with the
-  host name checked.
+* Certificates are verified against the system store (``ssl.create_default_context()``, one per trust
+  store that ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name at connect time), with the host name checked.
 * AUTH only when user and password are both set, and only over an encrypted connection, except
   towards a loopback host (``is_loopback_host``).
 * Outcomes: a 2xx reply to the end of DATA -> ``sent``; any 4xx, timeout, refused/dropped/reset
@@ -21,6 +20,7 @@ import copy
 import functools
 import ipaddress
 import logging
+import os
 import smtplib
 import socket
 import ssl
@@ -216,11 +216,21 @@ class _Connection:
             self.smtp.close()
 
 
+def tls_context() -> ssl.SSLContext:
+    """The verifying client context for the trust store the environment names now (SSL_CERT_FILE /
+    SSL_CERT_DIR are read at each connection), built once per store: loading a store costs ~20 ms."""
+    return _tls_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
 def _connect(account: SmtpAccount, step: StepCallback = _no_step) -> _Connection:
     """Connect, EHLO, STARTTLS when offered, AUTH when configured. Raises _Failure."""
     where = f"{account.host}:{account.port}"
-    context = ssl.create_default_context()  # at connect time: honours SSL_CERT_FILE
-    smtp = _Client(account.host, tls_context=context if account.use_tls else None, timeout=account.timeout)
+    smtp = _Client(account.host, tls_context=tls_context() if account.use_tls else None, timeout=account.timeout)
     encrypted = account.use_tls
     current = "connect"
     try:
@@ -238,7 +248,7 @@ def _connect(account: SmtpAccount, step: StepCallback = _no_step) -> _Connection
         if not account.use_tls:
             current = "starttls"
             if smtp.has_extn("starttls"):
-                code, reply = smtp.starttls(context=context)
+                code, reply = smtp.starttls(context=tls_context())
                 if code != 220:
                     raise _fail(_failure_outcome(code), code, f"STARTTLS refused: {_reply(code, reply)} ({where})")
                 encrypted = True

@@ -36,12 +36,9 @@ class LocalStack:
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return requests.request(method, self.url + path, headers=self.headers, timeout=30, **kwargs)
 
-    def moto_url(self) -> str | None:
-        for line in self.output:
-            found = re.search(r"AWS stand-in \(moto\): (\S+)", line)
-            if found:
-                return found.group(1)
-        return None
+    def moto_urls(self) -> list[str]:
+        """The local stand-ins for AWS the stack printed at start."""
+        return [found.group(1) for line in self.output if (found := re.search(r"stand-in \(moto\): (\S+)", line))]
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:

@@ -70,12 +70,13 @@ def test_message_posted_to_the_api_is_delivered_and_reported_sent(
             assert stack.call("DELETE", "/account/smtp-main").json()["ok"] is True
             assert requests.get(stack.url + "/status", timeout=5).status_code == 401
 
-            moto_url = stack.moto_url()
-            assert moto_url is not None
+            moto_urls = stack.moto_urls()
+            assert len(moto_urls) == 2  # SQS + S3, and DynamoDB
             assert stack.stop() == 0
-            try:
-                requests.get(moto_url, timeout=2)
-                raise AssertionError("the moto child outlived the stack")
-            except requests.ConnectionError:
-                pass
+            for url in moto_urls:
+                try:
+                    requests.get(url, timeout=2)
+                    raise AssertionError(f"the moto child at {url} outlived the stack")
+                except requests.ConnectionError:
+                    pass
             assert "app-specific-password" not in "".join(stack.output)

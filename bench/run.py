@@ -1,0 +1,377 @@
+"""`make bench`: every benchmark of issue 6, a table on stdout and bench/results.json.
+
+    python -m bench.run            # the full run (a few minutes)
+    python -m bench.run --quick    # small N everywhere, for a smoke run
+    python -m bench.run --sections pipeline,requests   # some sections only
+
+Progress goes to stderr; the table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+SECTIONS = ("pipeline", "stack", "requests", "coldstart")
+ORIGINAL_E2E_MSG_PER_S = 84.0  # the original service, same machine (/work/shared/NOTES.md)
+
+
+def _git() -> dict[str, Any]:
+    def run(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": run("rev-parse", "--short", "HEAD"), "changed_files": run("status", "--short").splitlines()}
+
+
+def _section(name: str, results: dict[str, Any], function: Callable[[], Any]) -> None:
+    from bench.common import note
+
+    note(f"[{name}]")
+    started = time.perf_counter()
+    try:
+        results[name] = function()
+    except Exception as exc:  # a failed section is reported, the others still run
+        results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+        note(f"  FAILED: {type(exc).__name__}: {exc}")
+    results.setdefault("seconds", {})[name] = round(time.perf_counter() - started, 1)
+
+
+def run_all(quick: bool, sections: list[str], messages: int | None, e2e_messages: int | None) -> dict[str, Any]:
+    from bench import coldstart, cost, lifecycle, pipeline, stack
+    from bench.common import load_average
+
+    n_pipeline = messages or (300 if quick else 2000)
+    n_stack = e2e_messages or (200 if quick else 1000)
+    results: dict[str, Any] = {
+        "meta": {
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "quick": quick,
+            "python": platform.python_version(),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+            "load_before": load_average(),
+            "git": _git(),
+        }
+    }
+    started = time.perf_counter()
+    if "pipeline" in sections:
+        _section("pipeline", results, lambda: pipeline.run(n_pipeline))
+    if "requests" in sections:
+        _section("requests", results, lambda: lifecycle.run(scale=0.2 if quick else 1.0))
+    if "stack" in sections:
+        _section("stack_ingestion", results, lambda: stack.ingestion(n_stack))
+        _section("e2e", results, lambda: [stack.end_to_end(n_stack, senders) for senders in (2, 1)])
+    if "coldstart" in sections:
+        _section("coldstart", results, lambda: coldstart.measure(runs=3 if quick else 5))
+    if "requests" in sections and "failed" not in results["requests"]:
+        _section("cost", results, lambda: _costs(results["requests"], cost))
+    results["meta"]["seconds_total"] = round(time.perf_counter() - started, 1)
+    results["meta"]["load_after"] = load_average()
+    results["targets"] = targets(results)
+    return results
+
+
+def _costs(requests: dict[str, Any], cost: Any) -> dict[str, Any]:
+    context = cost.cdk_context()
+    return {
+        "prices_checked": cost.PRICES_CHECKED,
+        "prices": cost.PRICES,
+        "memory_mb": {k: context[f"{k}_memory_mb"] for k in ("api", "sender", "reporter")},
+        "architecture": context.get("architecture"),
+        "scenarios": {name: cost.per_million(scenario, context=context) for name, scenario in requests.items()},
+        "with_network_latency": {
+            name: cost.per_million(scenario, extra_ms=cost.latency_model(scenario), context=context)
+            for name, scenario in requests.items()
+        },
+        "fixed_monthly": cost.fixed_monthly(context),
+        "hosted_per_million": cost.hosted_per_million(),
+    }
+
+
+# -- targets -------------------------------------------------------------------------------------------
+def _get(results: dict[str, Any], *path: Any) -> Any:
+    value: Any = results
+    for key in path:
+        found = (isinstance(value, dict) and key in value) or (
+            isinstance(value, list) and isinstance(key, int) and key < len(value)
+        )
+        if not found:
+            return None
+        value = value[key]
+    return value
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def check(name: str, value: Any, limit: float, *, at_most: bool, unit: str = "") -> None:
+        if value is None:
+            rows.append({"target": name, "value": None, "limit": limit, "status": "N/A"})
+            return
+        ok = value <= limit + 1e-9 if at_most else value >= limit - 1e-9
+        rows.append({"target": name, "value": value, "limit": limit, "unit": unit, "status": "PASS" if ok else "MISS"})
+
+    check("SMTP pipeline / raw smtplib >= 0.5", _get(results, "pipeline", "ratio"), 0.5, at_most=False)
+    check(
+        "SMTP connections per account per batch <= 1",
+        _get(results, "pipeline", "connections_per_batch"),
+        1.0,
+        at_most=True,
+    )
+    check(
+        "DynamoDB item writes per message <= 4 (2 KB)",
+        _get(results, "requests", "2KB", "per_message", "dynamodb_item_writes"),
+        4,
+        at_most=True,
+    )
+    check(
+        "SQS requests per message <= 0.3 (2 KB)",
+        _get(results, "requests", "2KB", "per_message", "sqs_requests"),
+        0.3,
+        at_most=True,
+    )
+    status_wru = [
+        _get(results, "requests", name, "per_message", "max_status_wru") for name in ("2KB", "200KB", "2KB-alone")
+    ]
+    known = [v for v in status_wru if v is not None]
+    check("every status write <= 1 WRU (2 KB and 200 KB)", max(known) if known else None, 1, at_most=True, unit="WRU")
+    check(
+        "$ per million messages besides NAT <= 2 (2 KB)",
+        _get(results, "cost", "scenarios", "2KB", "total_besides_nat"),
+        2.0,
+        at_most=True,
+        unit="$",
+    )
+    for name, limit in (("api", 0.5), ("sender", 0.3), ("reporter", 0.3)):
+        check(
+            f"import {name} handler <= {limit} s",
+            _get(results, "coldstart", "aws", "modules", name, "import_s_median"),
+            limit,
+            at_most=True,
+            unit="s",
+        )
+    e2e = _get(results, "e2e", 0)
+    delivered_all = e2e is not None and e2e.get("received") == e2e.get("messages")
+    check(
+        "(NOTES) local stack end to end >= original 84 msg/s, all delivered",
+        e2e["msg_per_s"] if delivered_all and e2e else 0.0 if e2e else None,
+        ORIGINAL_E2E_MSG_PER_S,
+        at_most=False,
+        unit="msg/s",
+    )
+    return rows
+
+
+# -- the table -----------------------------------------------------------------------------------------
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def render(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    meta = results["meta"]
+
+    def title(text: str) -> None:
+        lines.append("")
+        lines.append(text)
+        lines.append("-" * len(text))
+
+    def row(label: str, value: str, note: str = "") -> None:
+        lines.append(f"  {label:<46} {value:>14}  {note}".rstrip())
+
+    lines.append(
+        f"genro-mail-proxy serverless - benchmarks ({'quick' if meta['quick'] else 'full'} run, "
+        f"{meta['started']}, {meta['machine']}, Python {meta['python']}, git {meta['git']['commit']}"
+        f"{' + local changes' if meta['git']['changed_files'] else ''})"
+    )
+    lines.append(
+        f"load average before {meta['load_before']}, after {meta.get('load_after')}; took {meta.get('seconds_total')} s"
+    )
+
+    p = results.get("pipeline", {})
+    title("SMTP pipeline (moto in process, one account, batches of 10, plain aiosmtpd sink in process)")
+    if "failed" in p:
+        row("FAILED", "", p["failed"])
+    elif p:
+        ours = p["ours"]
+        row("messages", _f(p["messages"]), f"{p['body_bytes']} B bodies")
+        row("sender handler, msg/s", _f(ours["msg_per_s"]), "time inside the handler (what Lambda runs)")
+        row("  with the local poller (moto SQS), msg/s", _f(ours["wall_msg_per_s"]), "receive + delete included")
+        runs = ", ".join(f"{v:,.0f}" for v in p["raw"].get("runs_msg_per_s", []))
+        row("raw smtplib, one connection, msg/s", _f(p["raw"]["msg_per_s"]), f"median of {runs}; serialized beforehand")
+        row("ratio ours / raw", _f(p["ratio"], 3), f"with the poller: {_f(p['ratio_wall'], 3)}")
+        parts = ours["handler_ms_per_message"]
+        row(
+            "handler ms per message",
+            _f(sum(parts.values()), 2),
+            " + ".join(f"{k} {v:.2f}" for k, v in parts.items()),
+        )
+        row(
+            "moto ms per call",
+            "",
+            ", ".join(f"{k.split('.', 1)[1]} {v['ms_per_call']:.1f}" for k, v in ours["moto_ms_per_call"].items()),
+        )
+        row(
+            "SMTP connections / batches",
+            f"{p['smtp_connections']}/{ours['batches']}",
+            f"= {p['connections_per_batch']:.2f}",
+        )
+        row("ingestion before the clock (ASGI app), msg/s", _f(p["ingest"]["msg_per_s"]), "batches of 100")
+        row("reporter (moto, local endpoint), msg/s", _f(p["report"]["msg_per_s"]), "batches of 100")
+
+    title("Ingestion: POST /commands/add-messages, batches of 100")
+    if p and "ingest" in p:
+        row("ASGI app in process (TestClient), moto in process", _f(p["ingest"]["msg_per_s"]), "msg/s")
+    s = results.get("stack_ingestion", {})
+    if "failed" in s:
+        row("local stack over HTTP: FAILED", "", s["failed"])
+    elif s:
+        row("local stack over HTTP (moto server), no sender", _f(s["msg_per_s"]), f"msg/s, {s['messages']} messages")
+
+    title("End to end on the local stack: API call -> SMTP sink")
+    e2e = results.get("e2e")
+    if isinstance(e2e, dict) and "failed" in e2e:
+        row("FAILED", "", e2e["failed"])
+    for run in e2e if isinstance(e2e, list) else []:
+        status = ", ".join(f"{k} {v}" for k, v in sorted(run["statuses"].items()))
+        row(
+            f"{run['senders']} sender(s): {run['received']}/{run['messages']} delivered",
+            f"{run['wall_seconds']:.1f} s",
+            f"{run['msg_per_s']:.1f} msg/s; {status}",
+        )
+        for reason, count in run.get("errors", {}).items():
+            row("", "", f"error x{count}: {reason}")
+    if e2e:
+        row("original service, same machine (NOTES.md)", _f(ORIGINAL_E2E_MSG_PER_S), "msg/s (500 messages)")
+
+    r = results.get("requests", {})
+    title("AWS requests per message, whole life (ingest via API, send, report)")
+    if "failed" in r:
+        row("FAILED", "", r["failed"])
+    elif r:
+        names = list(r)
+        lines.append(f"  {'per message':<46} " + " ".join(f"{n:>11}" for n in names))
+
+        def line(label: str, key: str, digits: int = 2) -> None:
+            values = [r[n]["per_message"].get(key) for n in names]
+            lines.append(f"  {label:<46} " + " ".join(f"{_f(v, digits):>11}" for v in values))
+
+        lines.append(
+            f"  {'(messages; per API call)':<46} "
+            + " ".join(
+                f"{str(r[n]['scenario']['messages']) + '; ' + str(r[n]['scenario']['per_request']):>11}" for n in names
+            )
+        )
+        line("DynamoDB calls", "dynamodb_calls")
+        line("DynamoDB item writes (table)", "dynamodb_item_writes")
+        line("DynamoDB index entry writes (GSI)", "dynamodb_index_writes")
+        line("WRU (table + GSI)", "wru")
+        line("RRU", "rru")
+        line("largest WRU of one status write", "max_status_wru", 0)
+        line("SQS requests: functions", "sqs_requests_function")
+        line("SQS requests: event source mapping (poller)", "sqs_requests_esm")
+        line("S3 PUT", "s3_put")
+        line("S3 GET", "s3_get")
+        line("KMS Decrypt (SMTP password)", "kms_decrypts")
+        line("log bytes written by the functions", "log_bytes", 0)
+        first = r[names[0]]["per_message"]["wru_index_by_index"]
+        row("GSI WRU by index (2 KB)", "", ", ".join(f"{k} {v:.2f}" for k, v in first.items()))
+        ops = [o for o in r[names[0]]["operations"] if o["service"] == "dynamodb" and o["wru_table"] + o["wru_index"]]
+        row(
+            "WRU by call (2 KB): table+GSI",
+            "",
+            ", ".join(
+                f"{o['operation']} {o['wru_table_per_message']:.2f}+{o['wru_index_per_message']:.2f}" for o in ops
+            ),
+        )
+
+    c = results.get("cost", {})
+    title(f"Dollars per million messages (us-east-1 on-demand, prices checked {c.get('prices_checked', '-')})")
+    if "failed" in c:
+        row("FAILED", "", c["failed"])
+    elif c:
+        names = list(c["scenarios"])
+        lines.append(f"  {'$ per million messages':<46} " + " ".join(f"{n:>11}" for n in names))
+        for key in c["scenarios"][names[0]]["lines"]:
+            lines.append(f"  {key:<46} " + " ".join(f"{c['scenarios'][n]['lines'][key]:>11.3f}" for n in names))
+        for key in ("internet_egress_smtp", "nat_gateway_gb"):
+            lines.append(f"  {key:<46} " + " ".join(f"{c['scenarios'][n]['egress'][key]:>11.3f}" for n in names))
+        for key, label in (
+            ("total_besides_egress", "TOTAL before egress"),
+            ("total_besides_nat", "TOTAL besides NAT (target)"),
+            ("total_with_nat_gb", "TOTAL with NAT per-GB"),
+        ):
+            lines.append(f"  {label:<46} " + " ".join(f"{c['scenarios'][n][key]:>11.2f}" for n in names))
+        lines.append(
+            f"  {'same, with network latency (model)':<46} "
+            + " ".join(f"{c['with_network_latency'][n]['total_besides_nat']:>11.2f}" for n in names)
+        )
+        fixed = c["fixed_monthly"]
+        row("fixed a month, no mail: NAT gateway hours", f"${fixed['nat_gateway_hours']:.2f}", "")
+        row("fixed a month: everything else", f"${sum(fixed.values()) - fixed['nat_gateway_hours']:.2f}", "")
+        hosted = ", ".join(f"{k.split(' (')[0]} ${v['per_million']:,.0f}" for k, v in c["hosted_per_million"].items())
+        row("hosted sending APIs, list price per million", "", hosted)
+
+    cs = results.get("coldstart", {})
+    title("Cold start: handler import time in a fresh interpreter (median)")
+    if "failed" in cs:
+        row("FAILED", "", cs["failed"])
+    elif cs:
+        for name, module in cs["aws"]["modules"].items():
+            local = cs.get("local", {}).get("modules", {}).get(name, {})
+            row(
+                f"{module['module']}",
+                f"{module['import_s_median']:.3f} s",
+                f"GMP_MODE=aws; local mode {local.get('import_s_median', 0):.3f} s; "
+                f"wall - empty {module['wall_minus_empty_s_median']:.3f} s",
+            )
+
+    title("Targets")
+    for t in results.get("targets", []):
+        value = t["value"]
+        shown = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+        lines.append(f"  [{t['status']:<4}] {t['target']:<64} {shown:>10}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small N everywhere (smoke run)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--messages", type=int, help="messages for the SMTP pipeline (default 2000; quick 300)")
+    parser.add_argument("--e2e-messages", type=int, help="messages for the local stack (default 1000; quick 200)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    warnings.filterwarnings("ignore")
+    results = run_all(args.quick, sections, args.messages, args.e2e_messages)
+    args.output.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print(render(results))
+    print(f"results written to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
