@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.headerregistry import Address as _HeaderAddress
-from email.utils import getaddresses, parseaddr
+from email.headerregistry import AddressHeader, HeaderRegistry
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
@@ -26,6 +28,7 @@ from pydantic import (
 
 from mailproxy.logic.mime import parse_address
 
+_ADDRESS_LIST_PARSER = HeaderRegistry()
 DEFAULT_TENANT = "default"
 MAX_MESSAGES_PER_REQUEST = 1000
 MAX_ADDRESS_LENGTH = 320
@@ -34,6 +37,8 @@ MAX_SUBJECT_LENGTH = 998
 MAX_BODY_BYTES = 5_000_000
 MAX_ATTACHMENT_BYTES = 5_000_000
 MAX_HEADERS = 50
+MAX_LIMIT = 1_000_000_000
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01: beyond it a deferral is a mistake, and DynamoDB numbers stay exact
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 field-name: printable ASCII except ':'
 _PROTECTED_HEADERS = frozenset(
     h.lower()
@@ -79,9 +84,22 @@ class Priority(IntEnum):
         return self <= Priority.HIGH
 
 
+# Every character the email package (str.splitlines) treats as a line break, and NUL.
+_LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029\x00")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
 def _no_line_breaks(value: str) -> str:
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise ValueError("must not contain CR, LF or NUL (header injection)")
+    """Refuse anything that could end a header line: line breaks, also inside RFC 2047 encoded words,
+    which the email package decodes when it sets the header."""
+    texts = [value]
+    if _ENCODED_WORD.search(value):
+        try:
+            texts.append(str(make_header(decode_header(value))))
+        except (ValueError, LookupError, HeaderParseError):
+            raise ValueError("holds an RFC 2047 encoded word that cannot be decoded") from None
+    if any(_LINE_BREAKS.intersection(text) for text in texts):
+        raise ValueError("must not contain CR, LF, NUL or other line breaks (header injection)")
     return value
 
 
@@ -99,7 +117,11 @@ def _address(value: str) -> str:
     _no_line_breaks(value)
     if len(value) > MAX_ADDRESS_LENGTH:
         raise ValueError(f"address longer than {MAX_ADDRESS_LENGTH} characters")
-    name, addr = parseaddr(value)
+    try:
+        parsed = parse_address(value)  # strict: exactly one mailbox, nothing silently dropped
+    except ValueError:
+        raise ValueError(f"not an e-mail address: {value!r}") from None
+    name, addr = parsed.display_name, parsed.addr_spec
     if not addr or "@" not in addr:
         raise ValueError(f"not an e-mail address: {value!r}")
     try:
@@ -121,7 +143,13 @@ def _address_list(value: Any) -> Any:
     """`to`/`cc`/`bcc` come as a list or as one comma-separated string."""
     if isinstance(value, str):
         _no_line_breaks(value)
-        return [_render_address(n, a) for n, a in getaddresses([value]) if a] or [value]
+        try:
+            header = _ADDRESS_LIST_PARSER("To", value)
+        except Exception:  # the parser raises assorted errors on malformed input
+            raise ValueError(f"not a list of e-mail addresses: {value!r}") from None
+        if not isinstance(header, AddressHeader) or header.defects:
+            raise ValueError(f"not a list of e-mail addresses: {value!r}")
+        return [str(address) for address in header.addresses] or [value]
     return value
 
 
@@ -149,10 +177,10 @@ class AccountIn(BaseModel):
     user: Annotated[HeaderText, StringConstraints(max_length=320)] | None = None
     password: SecretStr | None = Field(default=None, max_length=1024)
     use_tls: bool = False
-    timeout: float = Field(default=30.0, gt=0, le=300)
-    limit_per_minute: int | None = Field(default=None, ge=1)
-    limit_per_hour: int | None = Field(default=None, ge=1)
-    limit_per_day: int | None = Field(default=None, ge=1)
+    timeout: float = Field(default=30.0, ge=0.1, le=300)
+    limit_per_minute: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    limit_per_hour: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    limit_per_day: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_behavior: Literal["defer", "reject"] = "defer"
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
 
@@ -264,11 +292,11 @@ class MessageIn(BaseModel):
     headers: dict[str, HeaderText] = Field(default_factory=dict, max_length=MAX_HEADERS)
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
     priority: PriorityField = Priority.MEDIUM
-    deferred_ts: int | None = Field(default=None, ge=0)
+    deferred_ts: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP)
     batch_code: Annotated[HeaderText, StringConstraints(max_length=64)] | None = None
-    message_id: Annotated[str, StringConstraints(max_length=250, pattern=r"^<?[^<>\s@]+@[^<>\s@]+>?$")] | None = Field(
-        default=None, description="your own Message-ID header; one is generated when absent"
-    )
+    message_id: (
+        Annotated[HeaderText, StringConstraints(max_length=250, pattern=r"^<?[^<>\s@]+@[^<>\s@]+>?$")] | None
+    ) = Field(default=None, description="your own Message-ID header; one is generated when absent")
 
     @field_validator("body")
     @classmethod
@@ -405,11 +433,15 @@ class DeliveryReportItem(BaseModel):
         return data
 
 
-def describe_errors(errors: list[Any]) -> str:
-    """A pydantic error list as one line naming each field."""
+def describe_errors(errors: list[Any], *, request_location: bool = False) -> str:
+    """A pydantic error list as one line naming each field. `request_location`: the first element of
+    each path is FastAPI's location (body, query, path), not a field."""
     parts = []
     for err in errors:
-        field = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "message"
+        loc = list(err.get("loc", ()))
+        if request_location and loc[:1] == ["body"]:
+            loc = loc[1:]
+        field = ".".join(str(p) for p in loc) or "message"
         parts.append(f"{field}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
 

@@ -147,7 +147,11 @@ def create_app(context: ApiContext) -> FastAPI:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
             status_code=422,
-            content={"ok": False, "error": describe_errors(list(exc.errors())), "detail": _field_errors(exc.errors())},
+            content={
+                "ok": False,
+                "error": describe_errors(list(exc.errors()), request_location=True),
+                "detail": _field_errors(exc.errors()),
+            },
         )
 
     @app.exception_handler(HTTPException)

@@ -35,7 +35,13 @@ def _entries(event: dict[str, Any]) -> list[QueueEntry]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    with BatchDelivery(_services(), logger=logger, metrics=metrics) as delivery:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    with BatchDelivery(
+        _services(),
+        logger=logger,
+        metrics=metrics,
+        remaining_seconds=(lambda: remaining() / 1000) if remaining else None,
+    ) as delivery:
         delivery.prepare(_entries(event))
 
         def deliver(record: SQSRecord) -> str:

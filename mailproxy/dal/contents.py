@@ -7,6 +7,7 @@ CONTENT item, or in S3 when larger than the inline limit (a DynamoDB item holds 
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from typing import Any
 
@@ -39,11 +40,12 @@ class ContentStore:
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         pending = {self._table: requests}
-        for _ in range(8):
+        for attempt in range(8):
             unprocessed = self._dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
             if not unprocessed:
                 return
             pending = unprocessed
+            time.sleep(min(1.0, 0.05 * 2**attempt))
         raise RuntimeError("DynamoDB kept items unprocessed; try again")
 
     def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -55,7 +57,7 @@ class ContentStore:
                 {"pk": {"S": message_pk(t, m)}, "sk": {"S": CONTENT_SK}} for t, m in unique[start : start + 100]
             ]
             pending: dict[str, Any] = {self._table: {"Keys": request_keys, "ConsistentRead": True}}
-            for _ in range(8):
+            for attempt in range(8):
                 answer = self._dynamodb.batch_get_item(RequestItems=pending)
                 for raw in answer["Responses"].get(self._table, []):
                     item = from_item(raw)
@@ -64,6 +66,9 @@ class ContentStore:
                 pending = answer.get("UnprocessedKeys") or {}
                 if not pending:
                     break
+                time.sleep(min(1.0, 0.05 * 2**attempt))  # throttled: back off before asking again
+            else:
+                raise RuntimeError("DynamoDB kept contents unprocessed (throttled); try again")
         return found
 
     def _unpack(self, item: dict[str, Any]) -> dict[str, Any]:

@@ -158,9 +158,7 @@ class MessageStore:
             answer = self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": STATUS_SK}},
-                UpdateExpression=(
-                    "SET #s = :sending, claims = claims + :one, lease_until = :lease, updated_ts = :now"
-                ),
+                UpdateExpression=("SET #s = :sending, claims = claims + :one, lease_until = :lease, updated_ts = :now"),
                 ConditionExpression=(
                     "attribute_exists(pk) AND (attribute_not_exists(not_before) OR not_before <= :now) "
                     "AND (#s IN (:queued, :deferred) OR (#s = :sending AND lease_until < :now)) "

@@ -32,6 +32,10 @@ class _Account:
     limits: dict[str, int]
     reject_over_limit: bool
     batch_size: int | None
+    problem: str | None = None  # why it cannot be used now (its password does not decrypt)
+
+
+_SAFETY_SECONDS = 5.0  # what a record needs besides its SMTP transaction: the claim and the outcome writes
 
 
 def _outgoing(content: dict[str, Any], attachment_bytes: Callable[[dict[str, Any]], bytes]) -> OutgoingMail:
@@ -53,8 +57,10 @@ class BatchDelivery:
         metrics: Metrics,
         pool: SmtpPool | None = None,
         clock: Callable[[], float] = time.time,
+        remaining_seconds: Callable[[], float] | None = None,
     ) -> None:
         self._services = services
+        self._remaining = remaining_seconds
         self._settings = services.settings
         self._logger = logger
         self._metrics = metrics
@@ -64,6 +70,7 @@ class BatchDelivery:
         self._reservations: dict[tuple[str, str], Reservation] = {}
         self._contents: dict[tuple[str, str], dict[str, Any]] = {}
         self._attempted: Counter[tuple[str, str]] = Counter()
+        self._unreachable: dict[tuple[str, str], str] = {}
         self._fetcher = AttachmentFetcher(services)
         self.outcomes: Counter[str] = Counter()
 
@@ -76,7 +83,11 @@ class BatchDelivery:
             account = self._account(key)
             if account and account.limits:
                 self._reservations[key] = self._services.rate_limits.reserve(*key, account.limits, count, now)
-        self._contents = self._services.messages.contents.get_many([(e.tenant_id, e.message_id) for e in entries])
+        try:
+            self._contents = self._services.messages.contents.get_many([(e.tenant_id, e.message_id) for e in entries])
+        except Exception:
+            # A throttled batch read: each record then reads its own content, and fails alone if it must.
+            self._logger.warning("batch read of contents failed; reading per message", exc_info=True)
 
     def close(self) -> None:
         for reservation in self._reservations.values():
@@ -92,6 +103,12 @@ class BatchDelivery:
     def _account(self, key: tuple[str, str]) -> _Account | None:
         if key not in self._accounts:
             stored = self._services.accounts.get(*key)
+            password, problem = None, None
+            if stored is not None:
+                try:
+                    password = self._services.accounts.password(stored)
+                except Exception as exc:  # one account's bad secret must not fail the other accounts' mail
+                    problem = f"the account's password cannot be decrypted ({type(exc).__name__})"
             self._accounts[key] = (
                 None
                 if stored is None
@@ -100,10 +117,11 @@ class BatchDelivery:
                         host=stored["host"],
                         port=int(stored["port"]),
                         user=stored.get("user"),
-                        password=self._services.accounts.password(stored),
+                        password=password,
                         use_tls=bool(stored.get("use_tls")),
                         timeout=float(stored.get("timeout", 30.0)),
                     ),
+                    problem=problem,
                     limits={w: int(stored[f]) for w, f in _LIMIT_FIELDS.items() if stored.get(f)},
                     reject_over_limit=stored.get("limit_behavior") == "reject",
                     batch_size=int(stored["batch_size"]) if stored.get("batch_size") else None,
@@ -116,17 +134,25 @@ class BatchDelivery:
         """Deliver one queued message; returns what happened. Raises only when the record must be retried."""
         now = int(self._clock())
         entry_account = self._account((entry.tenant_id, entry.account_id))
-        if (
-            entry_account
-            and entry_account.batch_size
-            and (self._attempted[(entry.tenant_id, entry.account_id)] >= entry_account.batch_size)
+        if entry_account and (
+            (
+                entry_account.batch_size
+                and self._attempted[(entry.tenant_id, entry.account_id)] >= entry_account.batch_size
+            )
+            or (self._remaining is not None and self._remaining() < entry_account.smtp.timeout + _SAFETY_SECONDS)
         ):
-            # The account's share of this invocation is used: hand the record to a later one, untouched.
+            # The account's share of this invocation, or the invocation's time, is used up: hand the record
+            # to a later invocation, untouched.
             self._services.queues.enqueue(
                 [QueueEntry(entry.tenant_id, entry.message_id, entry.account_id, entry.priority, delay=1)]
             )
             self.outcomes["requeued"] += 1
             return "requeued"
+        content_key = (entry.tenant_id, entry.message_id)
+        if content_key not in self._contents:
+            # Not in the batch read (or it failed): read it alone before claiming, so that a failing read
+            # leaves the message untouched for SQS to redeliver.
+            self._contents.update(self._services.messages.contents.get_many([content_key]))
         claimed = self._services.messages.claim(
             entry.tenant_id, entry.message_id, now=now, lease_seconds=self._settings.lease_seconds
         )
@@ -143,6 +169,8 @@ class BatchDelivery:
                 ),
             )
         self._attempted[key] += 1
+        if account.problem:
+            return self._retry_later(claimed, now, account.problem)
         reservation = self._reservations.get(key)
         if reservation is not None and not reservation.take():
             if account.reject_over_limit:
@@ -177,8 +205,13 @@ class BatchDelivery:
             return self._record(
                 claimed, Outcome(MessageStatus.ERROR, now, error=f"message cannot be built: {exc}", smtp_attempt=False)
             )
+        if key in self._unreachable:
+            # One timeout per account per batch, not one per message: the rest wait for the next attempt.
+            return self._retry_later(claimed, now, f"not tried: {self._unreachable[key]} (earlier in this batch)")
         started = time.perf_counter()
         result = self.pool.send(f"{key[0]}#{key[1]}", account.smtp, message, envelope)
+        if result.outcome is SmtpOutcome.DEFERRED and result.code is None and "(connect," in result.detail:
+            self._unreachable[key] = result.detail  # could not reach the server: refused, timed out, DNS
         latency_ms = (time.perf_counter() - started) * 1000
         self._metrics.add_metric(name="SmtpLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
         if self._settings.log_delivery_activity:

@@ -72,6 +72,10 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
 def report_entry(item: dict[str, Any]) -> DeliveryReportItem:
     """The seed's fields; exactly one of sent_ts / error_ts / deferred_ts is set, by the current status."""
     status = MessageStatus(item["status"])
+    if status in (MessageStatus.SENDING, MessageStatus.QUEUED):
+        # Only an outcome puts a message in the outbox, so this is a deferral whose next attempt has begun
+        # (or been held back): report the deferral; the attempt's own outcome follows in a later run.
+        status = MessageStatus.DEFERRED
     return DeliveryReportItem(
         id=item["id"],
         account_id=item["account_id"],

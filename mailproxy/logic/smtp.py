@@ -21,6 +21,7 @@ import functools
 import ipaddress
 import logging
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -140,10 +141,23 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
+
+
 def _scrub(text: str, secret: str | None) -> str:
-    if secret and len(secret) >= 3:
-        text = text.replace(secret, "********")
-    return text
+    """The text without the password, in clear or inside a base64 token (a server may echo the AUTH blob)."""
+    if not secret or len(secret) < 3:
+        return text
+
+    def hide_encoded(match: re.Match[str]) -> str:
+        token = match.group(0)
+        try:
+            decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True).decode("utf-8", "replace")
+        except ValueError:
+            return token
+        return "********" if secret in decoded else token
+
+    return _BASE64_TOKEN.sub(hide_encoded, text.replace(secret, "********"))
 
 
 @functools.cache
