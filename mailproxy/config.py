@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     reporter_function_name: str | None = None
     local_key: SecretStr | None = Field(default=None, description="Fernet key for SMTP passwords in local mode")
 
+    smtp_host_allowlist: str = Field(
+        default="", description="comma-separated hosts allowed although they resolve to internal addresses"
+    )
     attachment_max_bytes: int = Field(default=25_000_000, ge=1_000)
     attachment_timeout: float = Field(default=30.0, gt=0, le=300)
     attachment_buckets: str = Field(default="", description="comma-separated S3 buckets attachments may come from")

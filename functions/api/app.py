@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from mailproxy.dal.messages import BadCursor
 from mailproxy.logic import campaigns, metrics_text
 from mailproxy.logic.ingest import add_messages
+from mailproxy.logic.ssrf import UnresolvableHost, check_host, parse_allowlist
 from mailproxy.logic.sweep import sweep_due
 from mailproxy.models import (
     DEFAULT_TENANT,
@@ -205,9 +207,21 @@ def create_app(context: ApiContext) -> FastAPI:
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- accounts --------------------------------------------------------------------------------------
+    def refuse_internal_host(host: str) -> None:
+        """The SSRF guard: in aws mode a host resolving to an internal address is refused (422)."""
+        configured = context.services.settings
+        try:
+            check_host(host, mode=configured.mode, allowlist=parse_allowlist(configured.smtp_host_allowlist))
+        except UnresolvableHost as exc:
+            if configured.mode == "aws":  # locally, a name may come to exist later (a test server, a VPN)
+                raise HTTPException(status_code=422, detail=str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+
     @app.post("/account", tags=["accounts"])
     def put_account(account: AccountIn, caller: Caller) -> dict[str, Any]:
         tenant_id = caller.scope(_explicit_tenant(account))
+        refuse_internal_host(account.host)
         account = account.model_copy(update={"tenant_id": tenant_id})
         context.services.accounts.put(account)
         return {"ok": True, "id": account.id, "tenant_id": tenant_id}
@@ -302,9 +316,18 @@ def create_app(context: ApiContext) -> FastAPI:
         return MessagesPage(messages=views, cursor=next_cursor)
 
     # -- tenants ---------------------------------------------------------------------------------------
+    def refuse_internal_url(url: str | None) -> None:
+        if url and context.services.settings.mode == "aws":
+            host = urlsplit(url).hostname or ""
+            try:
+                refuse_internal_host(host)
+            except HTTPException as exc:
+                raise HTTPException(status_code=422, detail=f"client_base_url: {exc.detail}") from None
+
     @app.post("/tenant", tags=["tenants"])
     def post_tenant(tenant: TenantIn, caller: Caller) -> dict[str, Any]:
         caller.scope(tenant.id)
+        refuse_internal_url(tenant.client_base_url)
         if not caller.is_admin and context.services.tenants.get(tenant.id) is None:
             caller.require_admin()
         context.services.tenants.put(tenant)
@@ -332,6 +355,7 @@ def create_app(context: ApiContext) -> FastAPI:
         if tenant.id != tenant_id:
             raise HTTPException(status_code=422, detail="id: must match the tenant in the path")
         _existing_tenant(caller.scope(tenant_id))
+        refuse_internal_url(tenant.client_base_url)
         context.services.tenants.put(tenant)
         return {"ok": True, "id": tenant_id}
 

@@ -20,6 +20,7 @@ from mailproxy.logic.backoff import retry_delay
 from mailproxy.logic.mime import MailAttachment, OutgoingMail, build_message
 from mailproxy.logic.smtp import Outcome as SmtpOutcome
 from mailproxy.logic.smtp import SmtpAccount, SmtpPool
+from mailproxy.logic.ssrf import check_host, guarded_addresses, parse_allowlist
 from mailproxy.models import MessageStatus
 from mailproxy.services import Services
 
@@ -65,13 +66,16 @@ class BatchDelivery:
         self._logger = logger
         self._metrics = metrics
         self._clock = clock
-        self.pool = pool or SmtpPool()
+        allowlist = parse_allowlist(self._settings.smtp_host_allowlist)
+        self.pool = pool or SmtpPool(addresses=guarded_addresses(self._settings.mode, allowlist))
         self._accounts: dict[tuple[str, str], _Account | None] = {}
         self._reservations: dict[tuple[str, str], Reservation] = {}
         self._contents: dict[tuple[str, str], dict[str, Any]] = {}
         self._attempted: Counter[tuple[str, str]] = Counter()
         self._unreachable: dict[tuple[str, str], str] = {}
-        self._fetcher = AttachmentFetcher(services)
+        self._fetcher = AttachmentFetcher(
+            services, host_guard=lambda host: check_host(host, mode=self._settings.mode, allowlist=allowlist)
+        )
         self.outcomes: Counter[str] = Counter()
 
     # -- batch scope ---------------------------------------------------------------------------------

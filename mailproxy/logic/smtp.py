@@ -32,7 +32,7 @@ from email.errors import MessageError
 from email.message import EmailMessage
 from enum import StrEnum
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from mailproxy.logic.mime import Envelope
 
@@ -172,16 +172,42 @@ def _local_hostname() -> str:
         return "[127.0.0.1]"
 
 
-class _Client(smtplib.SMTP):
-    """smtplib.SMTP that can do implicit TLS itself and closes the raw socket if the handshake fails."""
+Addresses = Callable[[str, int], list[tuple[Any, ...]]]  # host, port -> getaddrinfo entries to connect to
 
-    def __init__(self, host: str, *, tls_context: ssl.SSLContext | None, timeout: float) -> None:
+
+class HostRefused(ValueError):
+    """The host's address is not one the proxy may connect to (the SSRF guard): a policy, not a fault."""
+
+
+class _Client(smtplib.SMTP):
+    """smtplib.SMTP that can do implicit TLS itself, closes the raw socket if the handshake fails, and
+    connects only to the addresses `addresses` vetted (when given), so the name is resolved once."""
+
+    def __init__(
+        self, host: str, *, tls_context: ssl.SSLContext | None, timeout: float, addresses: Addresses | None = None
+    ) -> None:
         self._implicit_tls = tls_context
+        self._addresses = addresses
         super().__init__(local_hostname=_local_hostname(), timeout=timeout if timeout > 0 else 30.0)
         self._host = host  # server_hostname for STARTTLS (smtplib reads it)
 
+    def _open_tcp(self, host: str, port: int, timeout: float) -> socket.socket:
+        if self._addresses is None:
+            return socket.create_connection((host, port), timeout, self.source_address)
+        last_error: OSError = OSError(f"no address to connect to for {host}")
+        for family, kind, proto, _, sockaddr in self._addresses(host, port):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                last_error = exc
+        raise last_error
+
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock = socket.create_connection((host, port), timeout, self.source_address)
+        sock = self._open_tcp(host, port, timeout)
         if self._implicit_tls is None:
             return sock
         try:
@@ -241,10 +267,15 @@ def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLCont
     return ssl.create_default_context()
 
 
-def _connect(account: SmtpAccount, step: StepCallback = _no_step) -> _Connection:
+def _connect(account: SmtpAccount, step: StepCallback = _no_step, addresses: Addresses | None = None) -> _Connection:
     """Connect, EHLO, STARTTLS when offered, AUTH when configured. Raises _Failure."""
     where = f"{account.host}:{account.port}"
-    smtp = _Client(account.host, tls_context=tls_context() if account.use_tls else None, timeout=account.timeout)
+    smtp = _Client(
+        account.host,
+        tls_context=tls_context() if account.use_tls else None,
+        timeout=account.timeout,
+        addresses=addresses,
+    )
     encrypted = account.use_tls
     current = "connect"
     try:
@@ -299,6 +330,11 @@ def _connect(account: SmtpAccount, step: StepCallback = _no_step) -> _Connection
         detail = f"{current.upper()} failed: {_reply(exc.smtp_code, exc.smtp_error)} ({where})"
         step(current, False, detail)
         raise _fail(_failure_outcome(exc.smtp_code), exc.smtp_code, detail) from None
+    except HostRefused as exc:  # the SSRF guard: retrying will not make the address acceptable
+        smtp.close()
+        detail = f"{exc} ({current}, {where})"
+        step(current, False, detail)
+        raise _fail(Outcome.ERROR, None, detail) from None
     except (OSError, ValueError, OverflowError) as exc:  # network, TLS, DNS, disconnects (SMTPException is an OSError)
         smtp.close()
         detail = f"{_describe(exc)} ({current}, {where})"
@@ -392,7 +428,8 @@ class SmtpPool:
     """One SMTP connection per account for the life of the pool (one sender batch); reused across that
     account's messages, reopened if the server dropped it. Not thread-safe; one pool per batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, addresses: Addresses | None = None) -> None:
+        self._addresses = addresses
         self._connections: dict[str, _Connection] = {}
         self.connections_opened = 0  # connections established (TCP + greeting) so far
 
@@ -469,7 +506,7 @@ class SmtpPool:
             if name == "connect" and ok:
                 self.connections_opened += 1
 
-        connection = _connect(account, count)
+        connection = _connect(account, count, self._addresses)
         self._connections[account_key] = connection
         log.debug("smtp: opened connection for %s to %s:%s", account_key, account.host, account.port)
         return connection
@@ -587,7 +624,7 @@ class SmtpPool:
             self._discard(account_key)
 
 
-def probe(account: SmtpAccount) -> list[tuple[str, bool, str]]:
+def probe(account: SmtpAccount, addresses: Addresses | None = None) -> list[tuple[str, bool, str]]:
     """For `gmp test-smtp`: connect, EHLO, STARTTLS (if applicable), AUTH — no mail sent.
 
     Returns the steps as (name, ok, detail); the steps stop at the first failure. Step names:
@@ -600,7 +637,7 @@ def probe(account: SmtpAccount) -> list[tuple[str, bool, str]]:
         steps.append((name, ok, _scrub(detail, account.password)))
 
     try:
-        connection = _connect(account, record)
+        connection = _connect(account, record, addresses)
     except _Failure:
         return steps
     connection.close(polite=True)

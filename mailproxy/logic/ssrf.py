@@ -164,3 +164,21 @@ def check_host(host: str, *, mode: str, allowlist: frozenset[str], resolve: Reso
 
     `resolve` defaults to ``socket.getaddrinfo`` (read at call time)."""
     vetted_addresses(host, None, mode=mode, allowlist=allowlist, resolve=resolve)
+
+
+def guarded_addresses(mode: str, allowlist: frozenset[str]) -> Callable[[str, int], list[AddrInfo]]:
+    """What the SMTP client connects to: the vetted addresses of the name, resolved once at connect time
+    (so a name that changed its answer since the account was checked, DNS rebinding, is caught).
+    A refusal is raised as `HostRefused`, which ends the message; a name that does not resolve stays a
+    temporary failure."""
+    from mailproxy.logic.smtp import HostRefused
+
+    def addresses(host: str, port: int) -> list[AddrInfo]:
+        try:
+            return vetted_addresses(host, port, mode=mode, allowlist=allowlist)
+        except UnresolvableHost:
+            raise
+        except ValueError as exc:
+            raise HostRefused(str(exc)) from None
+
+    return addresses

@@ -24,10 +24,6 @@ from tests.conftest import API_TOKEN, AUTH, account_payload, make_settings, mess
 from tests.reliability.harness import World
 from tests.smtp_servers import SinkFactory, free_port
 
-pytestmark = pytest.mark.skip(
-    reason="waiting for wiring: the SSRF guard is not yet called by POST /account and the sender"
-)
-
 _real_getaddrinfo = socket.getaddrinfo
 
 
