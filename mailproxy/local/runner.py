@@ -36,11 +36,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_server(port: int | None = None) -> Iterator[str]:
-    """A moto server in a child process on a free loopback port; stopped on exit."""
+def moto_server(port: int | None = None, *, serialize: bool = False) -> Iterator[str]:
+    """A moto server in a child process on a free loopback port; stopped on exit. `serialize`: one request
+    at a time, so that conditional writes are atomic as in DynamoDB (see moto_launcher)."""
     port = port or free_port()
+    extra = ["--serialize"] if serialize else []
     process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "mailproxy.local.moto_launcher", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "mailproxy.local.moto_launcher", *extra, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM ends the stack like Ctrl-C: the context managers below stop every child on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with moto_server() as endpoint, moto_server() as dynamodb_endpoint:
+        with moto_server() as endpoint, moto_server(serialize=True) as dynamodb_endpoint:
             point_at(endpoint, dynamodb_endpoint)
             resources = create_resources(boto3.session.Session())
             os.environ.update(resources.environment())
