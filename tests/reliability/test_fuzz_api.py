@@ -16,13 +16,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from decimal import Decimal, DecimalException
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
@@ -74,21 +72,6 @@ def fuzzed_services(services: Services) -> Iterator[Services]:
     _current.clear()
 
 
-def _beyond_dynamodb(value: Any) -> bool:
-    """A number DynamoDB cannot store (more than 38 digits, or beyond 1e-130..1e125)."""
-    if isinstance(value, dict):
-        return any(_beyond_dynamodb(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_beyond_dynamodb(v) for v in value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        DYNAMODB_CONTEXT.create_decimal(Decimal(str(value)) if isinstance(value, float) else value)
-    except (DecimalException, ValueError):
-        return True
-    return False
-
-
 @pytest.mark.skipif(not ISOLATED, reason="run by test_fuzz_runs_in_a_loopback_only_namespace (needs no network)")
 @schema.parametrize()
 @settings(
@@ -100,8 +83,6 @@ def _beyond_dynamodb(value: Any) -> bool:
 )
 def test_api_answers_every_generated_request_without_a_server_error(case: Any, fuzzed_services: Services) -> None:
     response = case.call(headers=AUTH)
-    if response.status_code == 500 and _beyond_dynamodb(case.body):
-        return  # a known bug, pinned by test_hostile_input.py::test_numbers_dynamodb_cannot_store_are_a_4xx_not_a_500
     case.validate_response(
         response,
         checks=[not_a_server_error, response_schema_conformance, content_type_conformance],
