@@ -299,14 +299,17 @@ class MessageStore:
     def mark_reported(self, item: dict[str, Any], now: int) -> bool:
         """Take a report out of the outbox, unless the message changed since it was read."""
         final = MessageStatus(item["status"]).is_final
-        update = "SET reported_ts = :now, history = :history REMOVE rpt_pk, rpt_sk"
+        # Appended, not rewritten from the image read: the outbox image may be older than the item.
+        history = "history = list_append(if_not_exists(history, :none), :event)"
+        update = f"SET reported_ts = :now, {history} REMOVE rpt_pk, rpt_sk"
         named: dict[str, Any] = {
             "now": now,
             "seq": item["rpt_seq"],
-            "history": with_event(item, "reported", now, status=item["status"]),
+            "none": [],
+            "event": [{"event": "reported", "ts": now, "status": item["status"]}],
         }
         if final:
-            update = "SET reported_ts = :now, history = :history, expires_at = :exp REMOVE rpt_pk, rpt_sk"
+            update = f"SET reported_ts = :now, {history}, expires_at = :exp REMOVE rpt_pk, rpt_sk"
             named["exp"] = now + RETENTION_SECONDS
         try:
             self._db.update_item(

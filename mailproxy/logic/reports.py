@@ -69,6 +69,16 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+_OUTCOME_TS = {MessageStatus.SENT: "sent_ts", MessageStatus.ERROR: "error_ts"}
+
+
+def is_reportable(item: dict[str, Any]) -> bool:
+    """An outbox image that carries the timestamp of its own outcome. A torn image (an outcome write seen
+    half applied) is left for the next run rather than posted empty and taken out of the outbox."""
+    status = MessageStatus(item["status"])
+    return bool(item.get(_OUTCOME_TS.get(status, "deferred_ts")))
+
+
 def report_entry(item: dict[str, Any]) -> DeliveryReportItem:
     """The seed's fields; exactly one of sent_ts / error_ts / deferred_ts is set, by the current status."""
     status = MessageStatus(item["status"])
@@ -170,6 +180,14 @@ class Reporter:
             if not items:
                 return again and not failed_tenants
             progressed = False
+            torn = [i for i in items if not is_reportable(i)]
+            if torn:
+                self._logger.warning(
+                    "outbox entries read incomplete; left for the next run", extra={"count": len(torn)}
+                )
+                items = [i for i in items if is_reportable(i)]
+                if not items:
+                    return False
             for tenant_id, group in groupby(sorted(items, key=lambda i: i["tenant_id"]), key=lambda i: i["tenant_id"]):
                 batch = list(group)
                 target = self._target_for(tenant_id)

@@ -110,13 +110,6 @@ def test_a_report_read_while_the_message_is_being_retried_says_what_happened(
         assert [bool(item["sent_ts"]), bool(item["error_ts"]), bool(item["deferred_ts"])].count(True) == 1, item
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the reporter trusts the item image it reads from the pending_reports index: an image whose "
-    "status is `sent` but which lacks sent_ts (seen in the 10,000-message soak on the local stack, where moto "
-    "served a partly applied outcome write) is posted with every timestamp null and then marked reported "
-    "(rpt_seq matches), so the final report is lost; mark_reported also rewrites `history` from that image",
-)
 def test_a_torn_outbox_read_never_loses_the_final_report(world: World, smtp_sink_factory: SinkFactory) -> None:
     ids = deliver(world, smtp_sink_factory, 1)
     assert world.status("m0")["status"] == "sent"
