@@ -4,6 +4,8 @@ runs under uvicorn; pollers drive the sender handler as SQS would; a timer runs 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
 import secrets
 import signal
@@ -35,6 +37,18 @@ def free_port() -> int:
         return port
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux ends it when the runner dies, even by SIGKILL (no orphaned servers)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the finally clause below still stops the child on any normal exit
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 @contextmanager
 def moto_server(port: int | None = None, *, serialize: bool = False) -> Iterator[str]:
     """A moto server in a child process on a free loopback port; stopped on exit. `serialize`: one request
@@ -45,6 +59,7 @@ def moto_server(port: int | None = None, *, serialize: bool = False) -> Iterator
         [sys.executable, "-m", "mailproxy.local.moto_launcher", *extra, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,  # safe: the runner starts its servers before any thread
     )
     url = f"http://127.0.0.1:{port}"
     try:
