@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.http_servers import QuietHandler, serving
 
 
 @dataclass
@@ -39,7 +39,7 @@ class AttachmentServer:
 def attachment_server() -> Iterator[AttachmentServer]:
     server_state = AttachmentServer()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _reply(self, status: int, body: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
@@ -59,16 +59,6 @@ def attachment_server() -> Iterator[AttachmentServer]:
                 return
             self._reply(*server_state.answer(key, self.headers.get("Authorization")))
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server_state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base_url:
+        server_state.base_url = base_url
         yield server_state
-    finally:
-        server.shutdown()
-        server.server_close()

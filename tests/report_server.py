@@ -8,8 +8,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.http_servers import QuietHandler, serving
 
 
 @dataclass
@@ -60,7 +61,7 @@ class ReportEndpoint:
 def report_endpoint(path: str = "/email/mailproxy/mp_endpoint/proxy_sync") -> Iterator[ReportEndpoint]:
     endpoint = ReportEndpoint(url="")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)
@@ -81,16 +82,6 @@ def report_endpoint(path: str = "/email/mailproxy/mp_endpoint/proxy_sync") -> It
             except OSError:
                 pass  # the proxy gave up waiting
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    endpoint.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base_url:
+        endpoint.url = base_url + path
         yield endpoint
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -7,12 +7,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from tests.e2e.stack import LocalStack, local_stack
+from tests.http_servers import QuietHandler, serving
 
 SENDERS = 2  # make run's default: concurrent sender invocations, as Lambda would run them
 
@@ -61,7 +61,7 @@ class ScriptedServer:
 def scripted_server() -> Iterator[ScriptedServer]:
     server_state = ScriptedServer()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length", 0) or 0)
             body = self.rfile.read(length) if length else b""
@@ -86,19 +86,9 @@ def scripted_server() -> Iterator[ScriptedServer]:
 
         do_GET = do_POST = do_DELETE = _handle
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server_state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base_url:
+        server_state.url = base_url
         yield server_state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from mailproxy.logic.reports import ReportTarget, signature
 from mailproxy.models import DeliveryReportItem
 from tests.client.conftest import SENDERS
 from tests.e2e.stack import LocalStack, local_stack
+from tests.http_servers import QuietHandler, serving
 from tests.smtp_servers import SinkFactory
 
 SECRET = "whsec-0123456789abcdef"
@@ -190,7 +190,7 @@ class ClientEndpoint:
 def endpoint() -> Iterator[ClientEndpoint]:
     state = ClientEndpoint()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             try:
@@ -212,18 +212,9 @@ def endpoint() -> Iterator[ClientEndpoint]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/email/mailproxy/mp_endpoint/proxy_sync"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Handler) as base_url:
+        state.url = base_url + "/email/mailproxy/mp_endpoint/proxy_sync"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")

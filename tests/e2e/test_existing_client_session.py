@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.stack import local_stack
+from tests.http_servers import QuietHandler, serving
 from tests.smtp_servers import SinkFactory
 
 TENANT_TOKEN = "acme-client-token"
@@ -35,7 +34,7 @@ class ClientApp:
 def client_app() -> Iterator[ClientApp]:
     app = ClientApp()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _send(self, status: int, body: bytes, kind: str = "application/octet-stream") -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
@@ -63,18 +62,9 @@ def client_app() -> Iterator[ClientApp]:
             content = app.files.get(self.path)
             self._send(200, content) if content is not None else self._send(404, b"")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    app.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Handler) as base_url:
+        app.base_url = base_url
         yield app
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def message(message_id: str, **extra: Any) -> dict[str, Any]:
