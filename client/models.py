@@ -207,6 +207,7 @@ class DeliveryReport(_Response):
     """
 
     id: str
+    tenant_id: str | None = None  # the message's tenant; sent by newer proxies, absent from older entries
     account_id: str
     priority: int | None = None
     sent_ts: int | None = None

@@ -103,7 +103,10 @@ def parse_delivery_report(
     * ``signing_secret`` (``GMP_CLIENT_SYNC_SECRET``): the ``X-GMP-Signature`` header must sign the raw
       ``body`` and be at most ``tolerance`` seconds old.
     * The body must be ``{"delivery_report": [{"id", "account_id", "priority", "sent_ts", "error_ts",
-      "error", "deferred_ts"}, ...]}``.
+      "error", "deferred_ts"}, ...]}``; newer proxies add ``tenant_id`` (and ``deferred_reason``) to each
+      entry, older entries without it are accepted (``report.tenant_id`` is then None).
+    * A tenant with its own report endpoint verifies with its own signing secret
+      (``POST /tenant/{id}/signing-secret``), not the deployment's.
 
     ``headers``: any mapping (names are matched case-insensitively). Raises :class:`ReportRejected`.
     """

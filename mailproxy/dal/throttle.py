@@ -1,0 +1,32 @@
+"""A deployment-wide throttle on the config table: one conditional write claims a slot, so it holds across
+every Lambda instance (issue 13: `POST /commands/run-now` triggers the reporter at most once per interval)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+THROTTLE_PK = "THROTTLE"
+
+
+def claim_slot(dynamodb: Any, table: str, name: str, *, now: float, interval: float) -> bool:
+    """True when no slot of `name` was claimed in the last `interval` seconds (and this call claimed it)."""
+    now_ms = int(now * 1000)
+    try:
+        dynamodb.put_item(
+            TableName=table,
+            Item={
+                "pk": {"S": THROTTLE_PK},
+                "sk": {"S": name},
+                "last_ms": {"N": str(now_ms)},
+                "expires_at": {"N": str(int(now + interval) + 3600)},
+            },
+            ConditionExpression="attribute_not_exists(pk) OR last_ms <= :cutoff",
+            ExpressionAttributeValues={":cutoff": {"N": str(now_ms - int(interval * 1000))}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
