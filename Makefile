@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit soak bench synth clean
+.PHONY: run test lint typecheck unit soak bench synth rehearse clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy mailproxy functions stacks app.py client bench
+	$(VENV)/bin/mypy mailproxy functions stacks app.py client bench rehearsal
 
 test: lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -38,5 +38,18 @@ synth: $(STAMP)
 	$(PY) -m stacks.build_layer
 	CDK_OUTDIR=cdk.out $(PY) app.py
 
+# The deploy rehearsal (docs/deploy.md): synthesize, stand the stack up in moto, run one message end to end
+# under the functions' own roles, scan the template (checkov, cfn-lint: their own venv, their pins clash
+# with ours), and import the assets on the runtimes' Pythons.
+SCAN_VENV := .venv-scan
+$(SCAN_VENV)/.installed:
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30 cfn-lint==1.58.0
+	touch $@
+
+rehearse: $(STAMP) $(SCAN_VENV)/.installed
+	$(PY) -m stacks.build_layer
+	$(PY) -m rehearsal --scan --runtimes
+
 clean:
-	rm -rf $(VENV) cdk.out build .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SCAN_VENV) cdk.out build .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ from stacks.network import Network
 from stacks.queues import Queues
 from stacks.reporter import Reporter
 from stacks.secrets import Secrets
+from stacks.scanners import acknowledge_scanner_findings
 from stacks.sender import Sender
 from stacks.settings import (
     LAMBDA_RUNTIME,
@@ -179,4 +180,5 @@ def build(app: App) -> MailProxyStack:
         description="genro-mail-proxy serverless (API, SQS sender, reporter)",
     )
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    acknowledge_scanner_findings(stack)
     return stack

@@ -12,6 +12,9 @@ from stacks.settings import FunctionCommon, Settings, acknowledge, arn_of
 from stacks.storage import Storage
 
 HANDLER = "functions.reporter.handler.handler"
+# One run at a time: two overlapping runs would post the same outbox twice (a slow client, a run-now
+# during a scheduled run); the next schedule picks up what a run left.
+REPORTER_CONCURRENCY = 1
 
 
 class Reporter(Construct):
@@ -43,6 +46,7 @@ class Reporter(Construct):
             memory_mb=settings.reporter_memory_mb,
             timeout_seconds=settings.reporter_timeout_seconds,
             environment=environment,
+            reserved_concurrent_executions=REPORTER_CONCURRENCY,
         )
         fn = self.function
 
