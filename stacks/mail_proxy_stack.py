@@ -16,8 +16,8 @@ from stacks.monitoring import Monitoring
 from stacks.network import Network
 from stacks.queues import Queues
 from stacks.reporter import Reporter
-from stacks.secrets import Secrets
 from stacks.scanners import acknowledge_scanner_findings
+from stacks.secrets import Secrets
 from stacks.sender import Sender
 from stacks.settings import (
     LAMBDA_RUNTIME,
