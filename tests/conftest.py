@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
@@ -23,6 +25,36 @@ pytest_plugins = ["tests.integration.conftest_smtp"]
 
 API_TOKEN = "test-token-0123456789-abcdefghijklmnop"
 AUTH = {"X-API-Token": API_TOKEN}
+
+
+class _DistinctPaths(list[str]):
+    """A loader's search paths: boto3 appends its data path to the loader of every session it creates."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_botocore_loader() -> Iterator[None]:
+    """Every boto3 session of the run shares one botocore data loader, so each service model (JSON) is
+    parsed once per run instead of once per session: a test makes two sessions with three clients each,
+    and parsing their models was most of a test's setup. The models are read-only data; the clients,
+    their configuration and the requests they make are unchanged."""
+    loaders: dict[str | None, botocore.loaders.Loader] = {}
+    original = botocore.session.create_loader
+
+    def shared(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        loader = loaders.get(search_path_string)
+        if loader is None:
+            loader = original(search_path_string)
+            loader._search_paths = _DistinctPaths(loader.search_paths)  # type: ignore[attr-defined]
+            loaders[search_path_string] = loader
+        return loader
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,8 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serve `handler` from a thread on 127.0.0.1; yields the base URL (`http://127.0.0.1:PORT`)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for serve_forever to notice, which it checks every poll_interval (0.5 s by default)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

@@ -8,7 +8,6 @@ a client-sync URL). The dependency layer is a tiny temporary directory: nothing 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +76,7 @@ class Synthesis:
         return managed
 
 
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesis]:
+def _synthesize(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     layer = tmp_path_factory.mktemp("layer")
     (layer / "python").mkdir()
     (layer / "python" / "placeholder.py").write_text("# stands in for the dependency layer in tests\n")
@@ -98,7 +96,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesis]:
     template_json = json.loads(template_path.read_text())
     report_path = outdir / "validation-report.json"
     metadata_path = outdir / f"{STACK_NAME}.metadata.json"
-    yield Synthesis(
+    return Synthesis(
         context=context,
         outdir=outdir,
         template_json=template_json,
@@ -107,6 +105,18 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesis]:
         validation_report=json.loads(report_path.read_text()) if report_path.is_file() else None,
         metadata=json.loads(metadata_path.read_text()) if metadata_path.is_file() else {},
     )
+
+
+_synthesized: list[Synthesis] = []  # the run's one synthesis
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    """The synthesis of the run. A module that imports this fixture (tests/client/test_docs.py) gets a
+    second session fixture of the same name in pytest's eyes: both return the one synthesis made here."""
+    if not _synthesized:
+        _synthesized.append(_synthesize(tmp_path_factory))
+    return _synthesized[0]
 
 
 API_HANDLER = "functions.api.handler.handler"
