@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_AWS_TOKEN_LENGTH = 32
+SENDER_SAFETY_SECONDS = 5  # what a record needs besides its SMTP transaction: the claim and the outcome writes
+LEASE_MARGIN_SECONDS = 30
 
 
 class ConfigError(RuntimeError):
@@ -34,6 +36,9 @@ class Settings(BaseSettings):
     report_interval: float = Field(default=60.0, gt=0)
     report_batch_size: int = Field(default=100, ge=1, le=1000)
     report_run_budget: float = Field(default=45.0, gt=0, description="seconds a reporter run may take")
+    run_now_min_interval: float = Field(
+        default=5.0, ge=0, le=3600, description="seconds between two reporter triggers by POST /commands/run-now"
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_delivery_activity: bool = False
@@ -58,8 +63,40 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=8, ge=1, le=50)
     backoff_base: float = Field(default=60.0, gt=0)
     backoff_cap: float = Field(default=3600.0, gt=0)
-    lease_seconds: int = Field(default=300, ge=10)
+    sender_timeout: int = Field(
+        default=60, ge=10, le=900, description="the sender function's timeout: bounds account timeouts and the lease"
+    )
+    lease_seconds: int | None = Field(
+        default=None, ge=10, description="how long a claim holds; default: the sender timeout + 30 s (docs/design.md)"
+    )
+    message_max_bytes: int = Field(
+        default=25_000_000, ge=1_000, description="body and attachments of one message, as fetched at send time"
+    )
+    attachment_s3_prefix: str = Field(
+        default="tenants/{tenant_id}/",
+        description="s3:// attachment keys must start with this (the tenant's own objects of a shared bucket)",
+    )
     enqueue_grace: int = Field(default=900, ge=60, description="seconds before the sweep re-enqueues a queued message")
+
+
+    @property
+    def claim_lease_seconds(self) -> int:
+        """A claim outlives the longest invocation that can hold it, so a live send is never re-claimed."""
+        return self.lease_seconds if self.lease_seconds is not None else self.sender_timeout + LEASE_MARGIN_SECONDS
+
+    @property
+    def max_account_timeout(self) -> float:
+        """An account's SMTP timeout must leave a fresh sender invocation time for one whole attempt."""
+        return float(self.sender_timeout - 2 * SENDER_SAFETY_SECONDS)
+
+    @field_validator("client_sync_token", "client_sync_user", "client_sync_password")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | str | None) -> SecretStr | str | None:
+        """Sent in the Authorization header: printable ASCII without line breaks; never echoed."""
+        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if plain is not None and not all(" " <= ch <= "~" for ch in plain):
+            raise ValueError("must be printable ASCII, without line breaks")
+        return value
 
 
 def names(value: str) -> frozenset[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -39,6 +40,7 @@ class Services:
     rate_limits: RateLimiter
     tenants: TenantStore
     suspensions: SuspensionStore
+    secret_box: Callable[[], SecretBox]
 
     @classmethod
     def create(cls, settings: Settings, session: boto3.session.Session | None = None) -> Services:
@@ -63,6 +65,7 @@ class Services:
             rate_limits=RateLimiter(dynamodb, settings.config_table),
             tenants=TenantStore(dynamodb, settings.config_table, secret_box),
             suspensions=SuspensionStore(dynamodb, settings.config_table),
+            secret_box=secret_box,
         )
 
 

@@ -54,7 +54,8 @@ class Api(Construct):
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="BodyContentsReadWrite",
-                actions=["s3:GetObject", "s3:PutObject"],
+                # Tagging and the copy in place: a suspended message's content is held past the lifecycle rule.
+                actions=["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
                 resources=[storage.body_bucket.arn_for_objects(f"{CONTENTS_PREFIX}*")],
             )
         )

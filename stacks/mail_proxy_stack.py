@@ -94,6 +94,8 @@ class MailProxyStack(Stack):
                 "GMP_BULK_QUEUE_URL": queues.bulk_queue.queue_url,
                 "GMP_LOG_LEVEL": settings.log_level,
                 "GMP_LOG_DELIVERY_ACTIVITY": "true" if settings.log_delivery_activity else "false",
+                # The API caps account timeouts by it; the sender derives its time budget from it.
+                "GMP_SENDER_TIMEOUT": str(settings.sender_timeout_seconds),
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },

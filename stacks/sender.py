@@ -43,6 +43,7 @@ class Sender(Construct):
                 "GMP_BODY_BUCKET": storage.body_bucket.bucket_name,
                 "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,
                 "GMP_ATTACHMENT_BUCKETS": ",".join(settings.attachment_buckets),
+                "GMP_LEASE_SECONDS": str(settings.claim_lease_seconds),
             },
             vpc=network.vpc,
             vpc_subnets=network.sender_subnets,
@@ -67,7 +68,8 @@ class Sender(Construct):
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="BodyContentsRead",
-                actions=["s3:GetObject"],
+                # DeleteObject: an ended message's large content is deleted at once (docs/design.md).
+                actions=["s3:GetObject", "s3:DeleteObject"],
                 resources=[storage.body_bucket.arn_for_objects(f"{CONTENTS_PREFIX}*")],
             )
         )

@@ -20,6 +20,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct, IConstruct, Node
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mailproxy.config import LEASE_MARGIN_SECONDS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 SERVICE_NAME = "genro-mail-proxy"
@@ -158,6 +160,11 @@ class Settings(BaseModel):
     @property
     def log_retention(self) -> logs.RetentionDays:
         return _RETENTION_DAYS[self.log_retention_days]
+
+    @property
+    def claim_lease_seconds(self) -> int:
+        """A claim outlives the longest sender invocation that can hold it: no live send is re-claimed."""
+        return self.sender_timeout_seconds + LEASE_MARGIN_SECONDS
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:

@@ -7,10 +7,10 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from mailproxy.dal.contents import CONTENTS_PREFIX, EXPIRE_TAG
 from stacks.settings import Settings, acknowledge
 
 TTL_ATTRIBUTE = "expires_at"
-CONTENTS_PREFIX = "contents/"
 
 _S = dynamodb.AttributeType.STRING
 _N = dynamodb.AttributeType.NUMBER
@@ -67,12 +67,19 @@ class Storage(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[
+                # Only contents tagged for expiry: a suspended or far-deferred message's is tagged "no"
+                # until it is released (mailproxy/dal/contents.py).
                 s3.LifecycleRule(
                     id="expire-contents",
                     prefix=CONTENTS_PREFIX,
+                    tag_filters={EXPIRE_TAG: "yes"},
                     expiration=Duration.days(settings.body_retention_days),
+                ),
+                s3.LifecycleRule(
+                    id="abort-incomplete-uploads",
+                    prefix=CONTENTS_PREFIX,
                     abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
+                ),
             ],
         )
         acknowledge(

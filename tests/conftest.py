@@ -14,6 +14,7 @@ import botocore.session
 import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
+from moto.core import serialize as moto_serialize
 
 from functions.api.app import ApiContext, create_app
 from mailproxy.config import Settings
@@ -54,6 +55,39 @@ def _shared_botocore_loader() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(botocore.session, "create_loader", shared)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _moto_alias_lookups_memoized() -> Iterator[None]:
+    """moto 5 serializes every answer by walking the operation's output shape, and for each member of
+    each structure asks six alias providers which keys to look up in the result. Every DynamoDB
+    attribute value is such a structure, so that question was most of moto's time on a Query or Scan.
+    For a plain dict result the answer depends only on the member's name, its shape and the parent
+    shape (the providers look at nothing else of a dict), so it is computed once per triple. The keys,
+    their order and so the serialized answers are exactly moto's; shapes are kept alive with the memo
+    so their ids are never reused."""
+    picker = getattr(moto_serialize, "XFormedAttributePicker", None)
+    providers = getattr(moto_serialize, "DEFAULT_ALIAS_PROVIDERS", None)
+    if picker is None or providers is None or not hasattr(picker, "get_possible_keys"):
+        yield  # another moto: leave it alone
+        return
+    original = picker.get_possible_keys
+    memo: dict[tuple[str, int, int], tuple[list[str], Any, Any]] = {}
+
+    def get_possible_keys(self: Any, context: Any) -> Any:
+        if type(context.obj) is not dict or self.alias_providers is not providers:
+            return original(self, context)
+        shape = context.shape
+        parent = getattr(shape, "parent", None)
+        key = (context.key, id(shape), id(parent))
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = (list(original(self, context)), shape, parent)
+        return found[0]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(picker, "get_possible_keys", get_possible_keys)
         yield
 
 

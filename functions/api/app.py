@@ -6,6 +6,7 @@ tenant, and a tenant API key, which acts on its own tenant alone."""
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from mailproxy.config import SENDER_SAFETY_SECONDS
 from mailproxy.dal.messages import BadCursor
+from mailproxy.dal.throttle import claim_slot
 from mailproxy.logic import campaigns, metrics_text
 from mailproxy.logic.ingest import add_messages
 from mailproxy.logic.ssrf import UnresolvableHost, check_host, parse_allowlist
@@ -45,6 +48,65 @@ from mailproxy.models import (
 from mailproxy.services import Services
 
 logger = Logger(child=True)
+MAX_REQUEST_BYTES = 6_291_456  # Lambda's synchronous payload limit (6 MB); API Gateway's own is 10 MB
+TOO_LARGE = (
+    f"request body over {MAX_REQUEST_BYTES} bytes (6 MB): deployed, API Gateway and Lambda would refuse it. "
+    "Send large attachments by reference (storage_path: an https URL, the tenant's attachment endpoint or "
+    "s3://), fetched by the sender at send time."
+)
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail=TOO_LARGE)
+
+
+class BodyLimit:
+    """Refuse what the deployed stack would (issue 13): a Content-Length or a streamed body over 6 MB is
+    a 413 with a JSON message, locally as in AWS."""
+
+    def __init__(self, app: Any, limit: int = MAX_REQUEST_BYTES) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.strip().isdigit() or int(length) > self._limit):
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def limited() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message.get("type") == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self._limit:
+                    raise _BodyTooLarge()
+            return message
+
+        async def watching(message: Any) -> None:
+            nonlocal started
+            started = started or message.get("type") == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, limited, watching)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps({"ok": False, "error": TOO_LARGE}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 _ACTIVE = {MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value, MessageStatus.SENDING.value}
 
 
@@ -116,6 +178,7 @@ def _tenant_view(services: Services, item: dict[str, Any]) -> TenantOut:
         client_auth=masked,
         active=bool(item.get("active", True)),
         has_api_key="api_key_hash" in item,
+        has_signing_secret="signing_secret_enc" in item,
     )
 
 
@@ -124,11 +187,10 @@ def principal(request: Request, x_api_token: Annotated[str | None, Header()] = N
     if x_api_token:
         if context.is_admin_token(x_api_token):
             return Principal(None)
-        tenant_id = context.services.tenants.tenant_of_key(x_api_token)
-        if tenant_id is not None:
-            tenant = context.services.tenants.get(tenant_id)
-            if tenant is not None and tenant.get("active", True):
-                return Principal(tenant_id)
+        # Only the tenant's current key: a lookup item left behind by a race or a revocation is refused.
+        tenant = context.services.tenants.tenant_of_key(x_api_token)
+        if tenant is not None and tenant.get("active", True):
+            return Principal(str(tenant["id"]))
     raise HTTPException(status_code=401, detail="missing or wrong X-API-Token")
 
 
@@ -144,6 +206,7 @@ def create_app(context: ApiContext) -> FastAPI:
     )
 
     app.state.context = context
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -221,6 +284,13 @@ def create_app(context: ApiContext) -> FastAPI:
     @app.post("/account", tags=["accounts"])
     def put_account(account: AccountIn, caller: Caller) -> dict[str, Any]:
         tenant_id = caller.scope(_explicit_tenant(account))
+        limit = context.services.settings.max_account_timeout
+        if account.timeout > limit:
+            raise HTTPException(
+                status_code=422,
+                detail=f"timeout: at most {limit:g} seconds here (the sender's time budget: GMP_SENDER_TIMEOUT "
+                f"{context.services.settings.sender_timeout} s less {2 * SENDER_SAFETY_SECONDS} s for its own writes)",
+            )
         refuse_internal_host(account.host)
         account = account.model_copy(update={"tenant_id": tenant_id})
         context.services.accounts.put(account)
@@ -260,9 +330,17 @@ def create_app(context: ApiContext) -> FastAPI:
     def run_now(caller: Caller, request: TenantScoped | None = None) -> dict[str, Any]:
         if request is not None:
             caller.scope(_explicit_tenant(request))
-        enqueued = sweep_due(context.services, now=int(time.time()), lookahead=60)
+        services = context.services
+        interval = services.settings.run_now_min_interval
+        # One trigger per interval for the whole deployment (a conditional write, so across instances);
+        # a throttled call still answers ok, as drop-in clients expect.
+        if interval > 0 and not claim_slot(
+            services.dynamodb, services.settings.config_table, "run-now", now=time.time(), interval=interval
+        ):
+            return {"ok": True, "enqueued": 0, "throttled": True}
+        enqueued = sweep_due(services, now=int(time.time()), lookahead=60)
         context.trigger_report()
-        return {"ok": True, "enqueued": enqueued}
+        return {"ok": True, "enqueued": enqueued, "throttled": False}
 
     @app.post("/commands/delete-messages", tags=["campaigns"])
     def delete_messages(request: DeleteMessagesRequest, caller: Caller) -> dict[str, Any]:
@@ -318,6 +396,8 @@ def create_app(context: ApiContext) -> FastAPI:
     # -- tenants ---------------------------------------------------------------------------------------
     def refuse_internal_url(url: str | None) -> None:
         if url and context.services.settings.mode == "aws":
+            if urlsplit(url).scheme.lower() != "https":
+                raise HTTPException(status_code=422, detail="client_base_url: must be https in aws mode")
             host = urlsplit(url).hostname or ""
             try:
                 refuse_internal_host(host)
@@ -372,6 +452,21 @@ def create_app(context: ApiContext) -> FastAPI:
         if key is None:
             raise HTTPException(status_code=404, detail=f"tenant {tenant_id!r} not found")
         return {"ok": True, "tenant_id": tenant_id, "api_key": key, "note": "shown once; store it now"}
+
+    @app.post("/tenant/{tenant_id}/signing-secret", tags=["tenants"])
+    def new_signing_secret(tenant_id: TenantId, caller: Caller) -> dict[str, Any]:
+        """Generate or rotate the tenant's report signing secret: shown once. Reports to the tenant's own
+        endpoint are signed with it (`X-GMP-Signature`), never with the deployment's secret."""
+        secret = context.services.tenants.new_signing_secret(caller.scope(tenant_id))
+        if secret is None:
+            raise HTTPException(status_code=404, detail=f"tenant {tenant_id!r} not found")
+        return {"ok": True, "tenant_id": tenant_id, "signing_secret": secret, "note": "shown once; store it now"}
+
+    @app.delete("/tenant/{tenant_id}/signing-secret", tags=["tenants"])
+    def delete_signing_secret(tenant_id: TenantId, caller: Caller) -> dict[str, Any]:
+        if not context.services.tenants.delete_signing_secret(caller.scope(tenant_id)):
+            raise HTTPException(status_code=404, detail=f"tenant {tenant_id!r} has no signing secret")
+        return {"ok": True, "tenant_id": tenant_id}
 
     @app.delete("/tenant/{tenant_id}/api-key", tags=["tenants"])
     def revoke_api_key(tenant_id: TenantId, caller: Caller) -> dict[str, Any]:

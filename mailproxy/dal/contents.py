@@ -11,8 +11,13 @@ import time
 import zlib
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from mailproxy.dal.items import from_item, to_item
 from mailproxy.dal.keys import CONTENT_SK, message_pk
+
+CONTENTS_PREFIX = "contents/"
+EXPIRE_TAG = "gmp-expire"  # the bucket's lifecycle rule expires only objects tagged yes
 
 
 class ContentStore:
@@ -22,16 +27,85 @@ class ContentStore:
         self._table = table
         self._bucket = bucket
         self._inline_limit = inline_limit
+        # Contents read by this process that need a step when their message ends (ended()).
+        self.offloaded: set[tuple[str, str]] = set()
+        self.unexpiring: set[tuple[str, str]] = set()
 
-    def item(self, tenant_id: str, message_id: str, content: dict[str, Any], expires_at: int) -> dict[str, Any]:
-        """The CONTENT item to write; puts the content in S3 first when it is too large to inline."""
+    def item(
+        self, tenant_id: str, message_id: str, content: dict[str, Any], expires_at: int | None
+    ) -> dict[str, Any]:
+        """The CONTENT item to write; puts the content in S3 first when it is too large to inline.
+        `expires_at` None: kept until the message is released (suspended, or due beyond the retention)."""
         packed = zlib.compress(json.dumps(content, separators=(",", ":")).encode(), 6)
-        base = {"pk": message_pk(tenant_id, message_id), "sk": CONTENT_SK, "expires_at": expires_at}
+        base: dict[str, Any] = {"pk": message_pk(tenant_id, message_id), "sk": CONTENT_SK}
+        if expires_at is not None:
+            base["expires_at"] = expires_at
         if len(packed) <= self._inline_limit or not self._bucket:
             return to_item({**base, "z": packed})
-        key = f"contents/{tenant_id}/{message_id}.json.z"
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=packed, ContentType="application/zlib")
+        key = content_key(tenant_id, message_id)
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=packed,
+            ContentType="application/zlib",
+            Tagging=f"{EXPIRE_TAG}={'yes' if expires_at is not None else 'no'}",
+        )
         return to_item({**base, "s3_key": key})
+
+    def hold(self, tenant_id: str, message_id: str) -> None:
+        """Keep a content that must outlive the retention (its message is suspended): no TTL, no lifecycle."""
+        stored = self._update(tenant_id, message_id, "REMOVE expires_at", {})
+        if stored and "s3_key" in stored:
+            self._s3.put_object_tagging(
+                Bucket=self._bucket, Key=stored["s3_key"]["S"], Tagging={"TagSet": [{"Key": EXPIRE_TAG, "Value": "no"}]}
+            )
+
+    def release(self, tenant_id: str, message_id: str, expires_at: int) -> None:
+        """The retention starts again from now (activation): TTL set, the S3 object rewritten (its age is
+        what the lifecycle rule counts) and tagged for expiry again."""
+        stored = self._update(tenant_id, message_id, "SET expires_at = :exp", {":exp": {"N": str(expires_at)}})
+        if stored and "s3_key" in stored:
+            key = stored["s3_key"]["S"]
+            self._s3.copy_object(
+                Bucket=self._bucket,
+                Key=key,
+                CopySource={"Bucket": self._bucket, "Key": key},
+                MetadataDirective="REPLACE",
+                ContentType="application/zlib",
+                TaggingDirective="REPLACE",
+                Tagging=f"{EXPIRE_TAG}=yes",
+            )
+
+    def _update(
+        self, tenant_id: str, message_id: str, expression: str, attribute_values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Update an existing CONTENT item; its new image, or None when there is none."""
+        try:
+            answer = self._dynamodb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": CONTENT_SK}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk)",
+                ReturnValues="ALL_NEW",
+                **({"ExpressionAttributeValues": attribute_values} if attribute_values else {}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        attributes: dict[str, Any] = answer.get("Attributes", {})
+        return attributes
+
+    def ended(self, tenant_id: str, message_id: str, expires_at: int) -> None:
+        """The message of a content read by this process has ended: a content kept without expiry gets
+        one, and its S3 copy is deleted (a DELETE costs nothing; the lifecycle rule is the safety net)."""
+        key = (tenant_id, message_id)
+        if key in self.unexpiring:
+            self.unexpiring.discard(key)
+            self._update(tenant_id, message_id, "SET expires_at = :exp", {":exp": {"N": str(expires_at)}})
+        if key in self.offloaded:
+            self.offloaded.discard(key)
+            self._s3.delete_object(Bucket=self._bucket, Key=content_key(tenant_id, message_id))
 
     def put_items(self, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), 25):
@@ -62,7 +136,9 @@ class ContentStore:
                 for raw in answer["Responses"].get(self._table, []):
                     item = from_item(raw)
                     _, tenant_id, message_id = item["pk"].split("#", 2)
-                    found[(tenant_id, message_id)] = self._unpack(item)
+                    content = self._unpack(item)
+                    if content is not None:
+                        found[(tenant_id, message_id)] = content
                 pending = answer.get("UnprocessedKeys") or {}
                 if not pending:
                     break
@@ -71,10 +147,23 @@ class ContentStore:
                 raise RuntimeError("DynamoDB kept contents unprocessed (throttled); try again")
         return found
 
-    def _unpack(self, item: dict[str, Any]) -> dict[str, Any]:
+    def _unpack(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        _, tenant_id, message_id = item["pk"].split("#", 2)
+        if "expires_at" not in item:
+            self.unexpiring.add((tenant_id, message_id))
         if "s3_key" in item:
-            packed = self._s3.get_object(Bucket=self._bucket, Key=item["s3_key"])["Body"].read()
+            try:
+                packed = self._s3.get_object(Bucket=self._bucket, Key=item["s3_key"])["Body"].read()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None  # gone for good: the message ends ("content is missing"), it does not loop
+                raise
+            self.offloaded.add((tenant_id, message_id))
         else:
             packed = item["z"]
         result: dict[str, Any] = json.loads(zlib.decompress(packed))
         return result
+
+
+def content_key(tenant_id: str, message_id: str) -> str:
+    return f"{CONTENTS_PREFIX}{tenant_id}/{message_id}.json.z"

@@ -24,8 +24,10 @@ def due_pk(shard: int) -> str:
     return f"DUE#{shard}"
 
 
-def report_pk(shard: int) -> str:
-    return f"RPT#{shard}"
+def report_pk(tenant_id: str, shard: int) -> str:
+    """The report outbox is partitioned per tenant (issue 13), so that the reporter reads each tenant's
+    reports on their own and no tenant's backlog fills the head of another's read."""
+    return f"RPT#{tenant_id}#{shard}"
 
 
 def report_sk(outcome_ts_ms: int, tenant_id: str, message_id: str) -> str:

@@ -63,6 +63,15 @@ class NewMessage:
         return (self.tenant_id, self.id)
 
 
+def content_expiry(message: NewMessage, now: int) -> int | None:
+    """A content lives as long as its message can still be sent: a suspended message, or one due after
+    the retention would have run out, keeps its content without expiry until it is released or ends."""
+    due = max(now, message.not_before or 0)
+    if message.suspended or due > now + RETENTION_SECONDS // 2:
+        return None
+    return due + RETENTION_SECONDS
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What the sender records after an attempt; exactly one of the three kinds."""
@@ -107,12 +116,7 @@ class MessageStore:
             }
         fresh = [m for m in messages if m.key not in known]
         self.contents.put_items(
-            [
-                self.contents.item(
-                    m.tenant_id, m.id, m.content, expires_at=max(now, m.not_before or 0) + RETENTION_SECONDS
-                )
-                for m in fresh
-            ]
+            [self.contents.item(m.tenant_id, m.id, m.content, expires_at=content_expiry(m, now)) for m in fresh]
         )
         return [m for m in fresh if self._create_status(m, now=now, enqueue_grace=enqueue_grace)]
 
@@ -190,6 +194,7 @@ class MessageStore:
             "rpt_pk = :rpk",
             "rpt_sk = :rsk",
             "rpt_seq = if_not_exists(rpt_seq, :zero) + :one",
+            "outcomes = if_not_exists(outcomes, :zero) + :one",
             "history = :history",
         ]
         removes = ["lease_until"]
@@ -198,7 +203,7 @@ class MessageStore:
             "ts": outcome.ts,
             "zero": 0,
             "one": 1,
-            "rpk": report_pk(shard_of(claimed["tenant_id"], claimed["id"])),
+            "rpk": report_pk(claimed["tenant_id"], shard_of(claimed["tenant_id"], claimed["id"])),
             "rsk": report_sk(outcome.ts * 1000, claimed["tenant_id"], claimed["id"]),
             "sending": MessageStatus.SENDING.value,
             "claims": claimed["claims"],
@@ -281,20 +286,38 @@ class MessageStore:
         return True
 
     # -- reports ---------------------------------------------------------------------------------------
-    def pending_reports(self, limit: int) -> list[dict[str, Any]]:
-        """Outcomes not yet acknowledged by the client, oldest first, read from the sparse index."""
+    def pending_reports(self, limit: int, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        """Outcomes not yet acknowledged by the client, oldest first, read from the sparse index.
+
+        With `tenant_id` (what the reporter does): that tenant's partitions only, so that one tenant's
+        backlog never fills the head of another's read. Without it: every tenant's, by a scan of the
+        sparse index (tools and tests; its cost grows with the whole outbox)."""
+        if tenant_id is None:
+            return self._all_pending_reports(limit)
         per_shard = []
         for shard in range(SHARDS):
             answer = self._db.query(
                 TableName=self._table,
                 IndexName=PENDING_REPORTS_INDEX,
                 KeyConditionExpression="rpt_pk = :rpk",
-                ExpressionAttributeValues=values(rpk=report_pk(shard)),
+                ExpressionAttributeValues=values(rpk=report_pk(tenant_id, shard)),
                 Limit=limit,
             )
             per_shard.append([from_item(i) for i in answer["Items"]])
         merged = heapq.merge(*per_shard, key=lambda item: item["rpt_sk"])
         return [item for _, item in zip(range(limit), merged, strict=False)]
+
+    def _all_pending_reports(self, limit: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self._table, "IndexName": PENDING_REPORTS_INDEX}
+        while True:
+            answer = self._db.scan(**kwargs)
+            found.extend(from_item(i) for i in answer["Items"])
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        found.sort(key=lambda item: item["rpt_sk"])
+        return found[:limit]
 
     def mark_reported(self, item: dict[str, Any], now: int) -> bool:
         """Take a report out of the outbox, unless the message changed since it was read."""
@@ -392,19 +415,36 @@ class MessageStore:
             if _conditional_failed(exc):
                 return False
             raise
+        # A suspension has no end: the content must not expire meanwhile (docs/design.md).
+        if suspended:
+            self.contents.hold(item["tenant_id"], item["id"])
+        else:
+            self.contents.release(item["tenant_id"], item["id"], expires_at=now + RETENTION_SECONDS)
         return True
 
-    def delete_many(self, items: list[dict[str, Any]]) -> None:
-        """Delete status and content items (cleanup of finished, reported messages)."""
-        requests = [
-            {"DeleteRequest": {"Key": {"pk": {"S": item["pk"]}, "sk": {"S": sk}}}}
-            for item in items
-            for sk in (STATUS_SK, CONTENT_SK)
-        ]
-        for start in range(0, len(requests), 25):
-            pending: dict[str, Any] = {self._table: requests[start : start + 25]}
-            while pending:
-                pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+    def delete_acknowledged(self, items: list[dict[str, Any]]) -> int:
+        """Delete status and content of finished messages whose final outcome the client acknowledged
+        (cleanup). Each status item is deleted only if it is still final and out of the report outbox,
+        so a final report owed since the read is kept with its message. Returns how many were removed."""
+        removed = 0
+        for item in items:
+            try:
+                self._db.delete_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
+                    ConditionExpression=(
+                        "#s IN (:sent, :error) AND attribute_exists(reported_ts) AND attribute_not_exists(rpt_pk)"
+                    ),
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues=values(sent=MessageStatus.SENT.value, error=MessageStatus.ERROR.value),
+                )
+            except ClientError as exc:
+                if _conditional_failed(exc):
+                    continue
+                raise
+            self._db.delete_item(TableName=self._table, Key={"pk": {"S": item["pk"]}, "sk": {"S": CONTENT_SK}})
+            removed += 1
+        return removed
 
     # -- reading ---------------------------------------------------------------------------------------
     def list_page(

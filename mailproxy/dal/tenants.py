@@ -1,9 +1,16 @@
 """Tenants and their API keys. A key is shown once and stored only as its SHA-256 hash; the tenant's
-client secrets (report/attachment auth) are stored encrypted."""
+client secrets (report/attachment auth) and its report signing secret are stored encrypted.
+
+No read-modify-write (issue 13): `put` is one UpdateItem that leaves the key hash and the signing secret
+alone; a new key and a revocation are transactions conditional on the hash they replace, retried on a
+race. The tenant item's `api_key_hash` is the truth: a lookup item `APIKEY#<hash>` counts only while its
+hash is the tenant's current one (`tenant_of_key`)."""
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +20,10 @@ from botocore.exceptions import ClientError
 from mailproxy.crypto import SecretBox
 from mailproxy.dal.items import from_item, to_item
 from mailproxy.models import TenantIn
+
+SIGNING_SECRET_PREFIX = "gmps_"  # noqa: S105 - a prefix, not a secret
+_RACE_RETRIES = 20
+_TENANT_FIELDS = ("id", "name", "client_base_url", "client_sync_path", "client_attachment_path", "active")
 
 TENANT_PK = "TENANT"
 API_KEY_PK = "APIKEY"
@@ -34,10 +45,9 @@ class TenantStore:
         self._secrets = secrets_box
 
     def put(self, tenant: TenantIn) -> None:
-        data = tenant.model_dump(exclude={"client_auth"})
-        existing = self.get(tenant.id)
-        if existing and existing.get("api_key_hash"):
-            data["api_key_hash"] = existing["api_key_hash"]
+        """Create or update the tenant's fields in one UpdateItem; its API key hash and signing secret are
+        not touched, so a rotation racing this write is never undone."""
+        data: dict[str, Any] = {name: getattr(tenant, name) for name in _TENANT_FIELDS}
         if tenant.client_auth is not None:
             auth: dict[str, Any] = {"method": tenant.client_auth.method, "user": tenant.client_auth.user}
             for field in ("token", "password"):
@@ -46,8 +56,22 @@ class TenantStore:
                     auth[f"{field}_enc"] = self._secrets().encrypt(
                         value.get_secret_value(), _secret_context(tenant.id, field)
                     )
-            data["client_auth"] = auth
-        self._db.put_item(TableName=self._table, Item=to_item({"pk": TENANT_PK, "sk": tenant.id, **data}))
+            data["client_auth"] = {k: v for k, v in auth.items() if v is not None}
+        else:
+            data["client_auth"] = None
+        names = {f"#{n}": n for n in data}
+        present = {n: v for n, v in data.items() if v is not None}
+        update = "SET " + ", ".join(f"#{n} = :{n}" for n in present)
+        absent = [n for n, v in data.items() if v is None]
+        if absent:
+            update += " REMOVE " + ", ".join(f"#{n}" for n in absent)
+        self._db.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant.id}},
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":{n}": v for n, v in to_item(present).items()},
+        )
 
     def get(self, tenant_id: str) -> dict[str, Any] | None:
         answer = self._db.get_item(
@@ -85,57 +109,144 @@ class TenantStore:
             return None
         return self._secrets().decrypt(encrypted, _secret_context(tenant["id"], field))
 
-    # -- API keys --------------------------------------------------------------------------------------
-    def new_api_key(self, tenant_id: str) -> str | None:
-        """Replace the tenant's key with a new one; returns it (shown once) or None if no such tenant."""
-        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        digest = key_hash(key)
+    # -- report signing secret -------------------------------------------------------------------------
+    def new_signing_secret(self, tenant_id: str) -> str | None:
+        """Generate (or rotate) the tenant's report signing secret; returned once, stored encrypted.
+        None if there is no such tenant."""
+        secret = SIGNING_SECRET_PREFIX + secrets.token_urlsafe(32)
+        encrypted = self._secrets().encrypt(secret, _secret_context(tenant_id, "signing_secret"))
         try:
-            old = self._db.update_item(
+            self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
-                UpdateExpression="SET api_key_hash = :h",
+                UpdateExpression="SET signing_secret_enc = :s",
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":h": {"S": digest}},
-                ReturnValues="UPDATED_OLD",
+                ExpressionAttributeValues={":s": {"S": encrypted}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _conditional_failed(exc):
                 return None
             raise
-        self._db.put_item(
-            TableName=self._table,
-            Item={"pk": {"S": API_KEY_PK}, "sk": {"S": digest}, "tenant_id": {"S": tenant_id}},
-        )
-        previous = old.get("Attributes", {}).get("api_key_hash")
-        if previous:
-            self._drop_key(previous["S"])
-        return key
+        return secret
 
-    def revoke_api_key(self, tenant_id: str) -> bool:
+    def delete_signing_secret(self, tenant_id: str) -> bool:
         try:
-            old = self._db.update_item(
+            self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
-                UpdateExpression="REMOVE api_key_hash",
-                ConditionExpression="attribute_exists(api_key_hash)",
-                ReturnValues="UPDATED_OLD",
+                UpdateExpression="REMOVE signing_secret_enc",
+                ConditionExpression="attribute_exists(signing_secret_enc)",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _conditional_failed(exc):
                 return False
             raise
-        self._drop_key(old["Attributes"]["api_key_hash"]["S"])
         return True
 
-    def tenant_of_key(self, key: str) -> str | None:
+    def signing_secret(self, tenant: dict[str, Any]) -> str | None:
+        encrypted = tenant.get("signing_secret_enc")
+        if encrypted is None:
+            return None
+        return self._secrets().decrypt(encrypted, _secret_context(tenant["id"], "signing_secret"))
+
+    # -- API keys --------------------------------------------------------------------------------------
+    def new_api_key(self, tenant_id: str) -> str | None:
+        """Replace the tenant's key with a new one; returns it (shown once) or None if no such tenant.
+        One transaction, conditional on the hash it replaces: the tenant's hash, the new lookup item and
+        the removal of the old one change together, and a concurrent rotation makes this one start over."""
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        digest = key_hash(key)
+        for _ in range(_RACE_RETRIES):
+            tenant = self.get(tenant_id)
+            if tenant is None:
+                return None
+            previous = tenant.get("api_key_hash")
+            condition, named = _hash_is(previous)
+            actions: builtins.list[dict[str, Any]] = [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
+                        "UpdateExpression": "SET api_key_hash = :h",
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeValues": {":h": {"S": digest}, **named},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {"pk": {"S": API_KEY_PK}, "sk": {"S": digest}, "tenant_id": {"S": tenant_id}},
+                    }
+                },
+            ]
+            if previous:
+                actions.append(self._key_delete(previous))
+            if self._transact(actions):
+                return key
+        raise RuntimeError("API key rotation kept racing other rotations; retry")
+
+    def revoke_api_key(self, tenant_id: str) -> bool:
+        for _ in range(_RACE_RETRIES):
+            tenant = self.get(tenant_id)
+            previous = (tenant or {}).get("api_key_hash")
+            if not previous:
+                return False
+            condition, named = _hash_is(previous)
+            actions = [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
+                        "UpdateExpression": "REMOVE api_key_hash",
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeValues": named,
+                    }
+                },
+                self._key_delete(previous),
+            ]
+            if self._transact(actions):
+                return True
+        raise RuntimeError("API key revocation kept racing other rotations; retry")
+
+    def tenant_of_key(self, key: str) -> dict[str, Any] | None:
+        """The tenant whose *current* key this is (its item), or None. A lookup item left by a race or an
+        interrupted rotation does not count: its hash must be the tenant's `api_key_hash`."""
         if not key.startswith(API_KEY_PREFIX):
             return None
+        digest = key_hash(key)
         answer = self._db.get_item(
-            TableName=self._table, Key={"pk": {"S": API_KEY_PK}, "sk": {"S": key_hash(key)}}, ConsistentRead=True
+            TableName=self._table, Key={"pk": {"S": API_KEY_PK}, "sk": {"S": digest}}, ConsistentRead=True
         )
         item = answer.get("Item")
-        return item["tenant_id"]["S"] if item else None
+        if not item:
+            return None
+        tenant = self.get(item["tenant_id"]["S"])
+        if tenant is None or not hmac.compare_digest(str(tenant.get("api_key_hash", "")), digest):
+            return None
+        return tenant
+
+    def _key_delete(self, digest: str) -> dict[str, Any]:
+        return {"Delete": {"TableName": self._table, "Key": {"pk": {"S": API_KEY_PK}, "sk": {"S": digest}}}}
+
+    def _transact(self, actions: builtins.list[dict[str, Any]]) -> bool:
+        """True when applied; False when a condition failed or another transaction interfered (retry)."""
+        try:
+            self._db.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("TransactionCanceledException", "TransactionConflict"):
+                return False
+            raise
+        return True
 
     def _drop_key(self, digest: str) -> None:
         self._db.delete_item(TableName=self._table, Key={"pk": {"S": API_KEY_PK}, "sk": {"S": digest}})
+
+
+def _hash_is(previous: str | None) -> tuple[str, dict[str, Any]]:
+    if previous:
+        return "attribute_exists(pk) AND api_key_hash = :old", {":old": {"S": previous}}
+    return "attribute_exists(pk) AND attribute_not_exists(api_key_hash)", {}
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

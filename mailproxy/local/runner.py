@@ -161,6 +161,7 @@ def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, s
             [settings.urgent_queue_url or "", settings.bulk_queue_url or ""],
             sender.handler,
             region=LOCAL_REGION,
+            function_timeout=settings.sender_timeout,
         )
         threads.append(threading.Thread(target=poller.run, args=(stop,), name=f"sender-{n}", daemon=True))
     for thread in threads:

@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailproxy.config import names
+from mailproxy.crypto import SecretBox
 from mailproxy.services import Services
+
+
+def tenant_s3_prefix(template: str, tenant_id: str) -> str:
+    """Where a tenant's `s3://` attachments must lie in a shared bucket: the template with its tenant."""
+    return template.replace("{tenant_id}", tenant_id)
 
 
 class FetchFailed(Exception):
@@ -69,9 +75,9 @@ class AttachmentFetcher:
         mode = attachment.get("fetch_mode") or "endpoint"
         path = attachment["storage_path"]
         if mode == "http_url":
-            data = self._http("GET", path, _auth(attachment.get("auth")), None)
+            data = self._http("GET", path, _auth(self._services.secret_box, tenant_id, attachment.get("auth")), None)
         elif mode == "s3":
-            data = self._s3(path)
+            data = self._s3(tenant_id, path)
         else:
             data = self._endpoint(tenant_id, path)
         if md5:
@@ -123,10 +129,16 @@ class AttachmentFetcher:
             raise FetchFailed(f"attachment larger than {limit} bytes", temporary=False)
         return data
 
-    def _s3(self, storage_path: str) -> bytes:
+    def _s3(self, tenant_id: str, storage_path: str) -> bytes:
         bucket, _, key = storage_path.removeprefix("s3://").partition("/")
         if bucket not in names(self._settings.attachment_buckets):
             raise FetchFailed(f"attachment bucket {bucket!r} is not allowed (GMP_ATTACHMENT_BUCKETS)", temporary=False)
+        prefix = tenant_s3_prefix(self._settings.attachment_s3_prefix, tenant_id)
+        if not key.startswith(prefix):
+            raise FetchFailed(
+                f"attachment s3://{bucket}/{key}: not under this tenant's prefix {prefix!r} (GMP_ATTACHMENT_S3_PREFIX)",
+                temporary=False,
+            )
         limit = self._settings.attachment_max_bytes
         try:
             answer = self._services.s3.get_object(Bucket=bucket, Key=key)
@@ -143,9 +155,43 @@ class AttachmentFetcher:
         return data
 
 
-def _auth(conf: dict[str, Any] | None) -> HttpAuth:
+_SEALED_FIELDS = ("token", "password")
+
+
+def _credential_context(tenant_id: str) -> dict[str, str]:
+    return {"purpose": "attachment-auth", "tenant": tenant_id}
+
+
+def seal_credentials(box: Callable[[], SecretBox], tenant_id: str, content: dict[str, Any]) -> dict[str, Any]:
+    """The content to store, with attachment tokens and passwords encrypted like tenant secrets (each
+    distinct value once per call: a request may carry the same token on a thousand messages)."""
+    sealed: dict[str, str] = {}
+    attachments = []
+    for attachment in content.get("attachments") or []:
+        auth = attachment.get("auth")
+        if auth:
+            auth = dict(auth)
+            for field in _SEALED_FIELDS:
+                value = auth.pop(field, None)
+                if value is not None:
+                    if value not in sealed:
+                        sealed[value] = box().encrypt(value, _credential_context(tenant_id))
+                    auth[f"{field}_enc"] = sealed[value]
+            attachment = {**attachment, "auth": auth}
+        attachments.append(attachment)
+    return {**content, "attachments": attachments}
+
+
+def _auth(box: Callable[[], SecretBox], tenant_id: str, conf: dict[str, Any] | None) -> HttpAuth:
     if not conf:
         return HttpAuth()
+
+    def secret(field: str) -> str | None:
+        if conf.get(f"{field}_enc") is not None:
+            return box().decrypt(conf[f"{field}_enc"], _credential_context(tenant_id))
+        value: str | None = conf.get(field)  # stored in clear before credentials were sealed
+        return value
+
     if conf.get("method") == "basic":
-        return HttpAuth(user=conf.get("user"), password=conf.get("password"))
-    return HttpAuth(token=conf.get("token"))
+        return HttpAuth(user=conf.get("user"), password=secret("password"))
+    return HttpAuth(token=secret("token"))

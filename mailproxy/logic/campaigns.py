@@ -29,16 +29,21 @@ def delete_messages(services: Services, tenant_id: str, ids: list[str]) -> dict[
 
 
 def cleanup_messages(services: Services, tenant_id: str, *, older_than_seconds: int, now: float) -> int:
-    """Remove finished messages whose report the client acknowledged, created over `older_than_seconds` ago."""
+    """Remove finished messages created over `older_than_seconds` ago whose FINAL outcome the client
+    acknowledged: final status, `reported_ts` set and out of the report outbox (no `rpt_pk`). A message
+    whose deferral was reported and whose final outcome is still owed keeps its place (issue 13)."""
     done = [
         item
         for item in services.messages.tenant_messages(
             tenant_id, created_before_ms=int((now - older_than_seconds) * 1000)
         )
-        if MessageStatus(item["status"]).is_final and item.get("reported_ts")
+        if is_acknowledged_final(item)
     ]
-    services.messages.delete_many(done)
-    return len(done)
+    return services.messages.delete_acknowledged(done)
+
+
+def is_acknowledged_final(item: dict[str, Any]) -> bool:
+    return MessageStatus(item["status"]).is_final and bool(item.get("reported_ts")) and not item.get("rpt_pk")
 
 
 def _matching(services: Services, tenant_id: str, batch_code: str | None) -> list[dict[str, Any]]:

@@ -7,21 +7,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mailproxy.dal.messages import Outcome
+from mailproxy.config import SENDER_SAFETY_SECONDS
+from mailproxy.dal.messages import RETENTION_SECONDS, Outcome
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
 from mailproxy.dal.ratelimits import Reservation
 from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed
 from mailproxy.logic.backoff import retry_delay
-from mailproxy.logic.mime import MailAttachment, OutgoingMail, build_message
+from mailproxy.logic.mime import Envelope, MailAttachment, OutgoingMail, build_message
 from mailproxy.logic.smtp import Outcome as SmtpOutcome
-from mailproxy.logic.smtp import SmtpAccount, SmtpPool
+from mailproxy.logic.smtp import SendResult, SmtpAccount, SmtpPool
 from mailproxy.logic.ssrf import check_host, guarded_addresses, parse_allowlist
-from mailproxy.models import MessageStatus
+from mailproxy.models import MessageStatus, check_headers_size
 from mailproxy.services import Services
 
 _LIMIT_FIELDS = {"minute": "limit_per_minute", "hour": "limit_per_hour", "day": "limit_per_day"}
@@ -36,7 +38,11 @@ class _Account:
     problem: str | None = None  # why it cannot be used now (its password does not decrypt)
 
 
-_SAFETY_SECONDS = 5.0  # what a record needs besides its SMTP transaction: the claim and the outcome writes
+
+
+def _unfinished_claims(claimed: dict[str, Any]) -> int:
+    """Earlier claims of this message that never recorded an outcome: the invocation crashed or timed out."""
+    return max(0, int(claimed["claims"]) - 1 - int(claimed.get("outcomes", 0)))
 
 
 def _outgoing(content: dict[str, Any], attachment_bytes: Callable[[dict[str, Any]], bytes]) -> OutgoingMail:
@@ -123,7 +129,9 @@ class BatchDelivery:
                         user=stored.get("user"),
                         password=password,
                         use_tls=bool(stored.get("use_tls")),
-                        timeout=float(stored.get("timeout", 30.0)),
+                        # An account stored before the cap existed must not wait forever for a long
+                        # enough invocation.
+                        timeout=min(float(stored.get("timeout", 30.0)), self._settings.max_account_timeout),
                     ),
                     problem=problem,
                     limits={w: int(stored[f]) for w, f in _LIMIT_FIELDS.items() if stored.get(f)},
@@ -135,16 +143,11 @@ class BatchDelivery:
 
     # -- one record ----------------------------------------------------------------------------------
     def deliver(self, entry: QueueEntry) -> str:
-        """Deliver one queued message; returns what happened. Raises only when the record must be retried."""
+        """Deliver one queued message; returns what happened. Raises only when the record must be retried
+        (a failing read or write before the claim or of the outcome: the message is untouched or its lease
+        runs out, and SQS or the sweep brings it back)."""
         now = int(self._clock())
-        entry_account = self._account((entry.tenant_id, entry.account_id))
-        if entry_account and (
-            (
-                entry_account.batch_size
-                and self._attempted[(entry.tenant_id, entry.account_id)] >= entry_account.batch_size
-            )
-            or (self._remaining is not None and self._remaining() < entry_account.smtp.timeout + _SAFETY_SECONDS)
-        ):
+        if self._must_wait(entry):
             # The account's share of this invocation, or the invocation's time, is used up: hand the record
             # to a later invocation, untouched.
             self._services.queues.enqueue(
@@ -158,72 +161,139 @@ class BatchDelivery:
             # leaves the message untouched for SQS to redeliver.
             self._contents.update(self._services.messages.contents.get_many([content_key]))
         claimed = self._services.messages.claim(
-            entry.tenant_id, entry.message_id, now=now, lease_seconds=self._settings.lease_seconds
+            entry.tenant_id, entry.message_id, now=now, lease_seconds=self._settings.claim_lease_seconds
         )
         if claimed is None:
             self.outcomes["skipped"] += 1
             return "skipped"  # already claimed, sent, ended, suspended, or not due yet: nothing to do
-        key = (entry.tenant_id, claimed["account_id"])
+        try:
+            outcome = self._deliver_claimed(claimed, now)
+        except Exception as exc:
+            # Whatever goes wrong between the claim and the outcome costs this message one attempt, never
+            # its batch-mates. Only the type is logged: an exception's text can carry a credential.
+            self._logger.warning(
+                "delivery failed unexpectedly; deferred",
+                extra={"message_id": claimed["id"], "tenant_id": claimed["tenant_id"], "error": type(exc).__name__},
+            )
+            outcome = self._retry_outcome(claimed, now, f"delivery failed unexpectedly ({type(exc).__name__})")
+        # Outside the guard: a failing outcome write after a 250 must not become a deferral (a second send).
+        return self._record(claimed, outcome)
+
+    def _must_wait(self, entry: QueueEntry) -> bool:
+        account = self._account((entry.tenant_id, entry.account_id))
+        if account is None:
+            return False
+        if account.batch_size and self._attempted[(entry.tenant_id, entry.account_id)] >= account.batch_size:
+            return True
+        return self._remaining is not None and self._remaining() < account.smtp.timeout + SENDER_SAFETY_SECONDS
+
+    def _deliver_claimed(self, claimed: dict[str, Any], now: int) -> Outcome:
+        """The steps after the claim, each of which may end the message; the last one is the SMTP attempt."""
+        unfinished = _unfinished_claims(claimed)
+        if unfinished >= self._settings.max_attempts:
+            reason = f"gave up after {unfinished} attempts without an outcome"
+            return Outcome(MessageStatus.ERROR, now, error=reason, smtp_attempt=False)
+        key = (claimed["tenant_id"], claimed["account_id"])
         account = self._account(key)
         if account is None:
-            return self._record(
-                claimed,
-                Outcome(
-                    MessageStatus.ERROR, now, error=f"account {claimed['account_id']!r} was deleted", smtp_attempt=False
-                ),
-            )
+            reason = f"account {claimed['account_id']!r} was deleted"
+            return Outcome(MessageStatus.ERROR, now, error=reason, smtp_attempt=False)
         self._attempted[key] += 1
         if account.problem:
-            return self._retry_later(claimed, now, account.problem)
-        reservation = self._reservations.get(key)
-        if reservation is not None and not reservation.take():
-            if account.reject_over_limit:
-                return self._record(
-                    claimed,
-                    Outcome(MessageStatus.ERROR, now, error="rate_limit_exceeded", smtp_attempt=False),
-                )
-            return self._record(
-                claimed,
-                Outcome(
-                    MessageStatus.DEFERRED,
-                    now,
-                    not_before=reservation.retry_at or now + 60,
-                    reason=f"rate limit: {reservation.limited_by}",
-                    smtp_attempt=False,
-                ),
-            )
-        content = self._contents.get((entry.tenant_id, entry.message_id))
+            return self._retry_outcome(claimed, now, account.problem)
+        limited = self._over_rate_limit(key, account, now)
+        if limited is not None:
+            return limited
+        content = self._contents.get((claimed["tenant_id"], claimed["id"]))
         if content is None:
-            return self._record(
-                claimed, Outcome(MessageStatus.ERROR, now, error="message content is missing", smtp_attempt=False)
-            )
+            return Outcome(MessageStatus.ERROR, now, error="message content is missing", smtp_attempt=False)
         try:
-            mail = _outgoing(content, lambda attachment: self._fetcher.content(entry.tenant_id, attachment))
+            mail = self._mail(claimed["tenant_id"], content)
         except FetchFailed as failure:
             if failure.temporary:
-                return self._retry_later(claimed, now, failure.reason)
-            return self._record(claimed, Outcome(MessageStatus.ERROR, now, error=failure.reason))
+                return self._retry_outcome(claimed, now, failure.reason)
+            return Outcome(MessageStatus.ERROR, now, error=failure.reason)
         try:
             message, envelope = build_message(mail, message_id=claimed["message_id_header"])
         except ValueError as exc:
-            return self._record(
-                claimed, Outcome(MessageStatus.ERROR, now, error=f"message cannot be built: {exc}", smtp_attempt=False)
-            )
+            return Outcome(MessageStatus.ERROR, now, error=f"message cannot be built: {exc}", smtp_attempt=False)
         if key in self._unreachable:
             # One timeout per account per batch, not one per message: the rest wait for the next attempt.
-            return self._retry_later(claimed, now, f"not tried: {self._unreachable[key]} (earlier in this batch)")
+            return self._retry_outcome(claimed, now, f"not tried: {self._unreachable[key]} (earlier in this batch)")
+        return self._send(claimed, key, account, message, envelope)
+
+    def _over_rate_limit(self, key: tuple[str, str], account: _Account, now: int) -> Outcome | None:
+        reservation = self._reservations.get(key)
+        if reservation is None or reservation.take():
+            return None
+        if account.reject_over_limit:
+            return Outcome(MessageStatus.ERROR, now, error="rate_limit_exceeded", smtp_attempt=False)
+        return Outcome(
+            MessageStatus.DEFERRED,
+            now,
+            not_before=reservation.retry_at or now + 60,
+            reason=f"rate limit: {reservation.limited_by}",
+            smtp_attempt=False,
+        )
+
+    def _mail(self, tenant_id: str, content: dict[str, Any]) -> OutgoingMail:
+        """The stored content with its attachments fetched, within the caps that ingestion checked too."""
+        try:
+            check_headers_size(content.get("headers") or {})
+        except ValueError as exc:
+            raise FetchFailed(f"message cannot be built: {exc}", temporary=False) from None
+        budget = self._settings.message_max_bytes - len(content.get("body", "").encode("utf-8", "surrogatepass"))
+
+        def attachment_bytes(attachment: dict[str, Any]) -> bytes:
+            nonlocal budget
+            data = self._fetcher.content(tenant_id, attachment)
+            budget -= len(data)
+            if budget < 0:
+                limit = self._settings.message_max_bytes
+                raise FetchFailed(f"message larger than {limit} bytes with its attachments", temporary=False)
+            return data
+
+        return _outgoing(content, attachment_bytes)
+
+    def _send(
+        self,
+        claimed: dict[str, Any],
+        key: tuple[str, str],
+        account: _Account,
+        message: EmailMessage,
+        envelope: Envelope,
+    ) -> Outcome:
+        budget = 4 * account.smtp.timeout
+        if self._remaining is not None:
+            budget = min(budget, self._remaining() - SENDER_SAFETY_SECONDS)
         started = time.perf_counter()
-        result = self.pool.send(f"{key[0]}#{key[1]}", account.smtp, message, envelope)
+        result = self.pool.send(
+            f"{key[0]}#{key[1]}", account.smtp, message, envelope, deadline=time.monotonic() + max(budget, 1.0)
+        )
         if result.outcome is SmtpOutcome.DEFERRED and result.code is None and "(connect," in result.detail:
             self._unreachable[key] = result.detail  # could not reach the server: refused, timed out, DNS
-        latency_ms = (time.perf_counter() - started) * 1000
+        try:
+            self._smtp_activity(claimed, key, account, result, (time.perf_counter() - started) * 1000)
+        except Exception:  # bookkeeping must never turn a 250 into a deferral (and a second send)
+            self._logger.warning("smtp activity not recorded", exc_info=True)
+        done = int(self._clock())
+        if result.outcome is SmtpOutcome.SENT:
+            return Outcome(MessageStatus.SENT, done)
+        reply = f"{result.code} {result.detail}" if result.code else result.detail
+        if result.outcome is SmtpOutcome.ERROR:
+            return Outcome(MessageStatus.ERROR, done, error=reply)
+        return self._retry_outcome(claimed, done, reply)
+
+    def _smtp_activity(
+        self, claimed: dict[str, Any], key: tuple[str, str], account: _Account, result: SendResult, latency_ms: float
+    ) -> None:
         self._metrics.add_metric(name="SmtpLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
         if self._settings.log_delivery_activity:
             self._logger.info(
                 "smtp attempt",
                 extra={
-                    "message_id": entry.message_id,
-                    "tenant_id": entry.tenant_id,
+                    "message_id": claimed["id"],
+                    "tenant_id": claimed["tenant_id"],
                     "account_id": key[1],
                     "smtp_host": account.smtp.host,
                     "outcome": result.outcome.value,
@@ -233,23 +303,15 @@ class BatchDelivery:
                     "attempt": claimed["attempts"] + 1,
                 },
             )
-        done = int(self._clock())
-        if result.outcome is SmtpOutcome.SENT:
-            return self._record(claimed, Outcome(MessageStatus.SENT, done))
-        reply = f"{result.code} {result.detail}" if result.code else result.detail
-        if result.outcome is SmtpOutcome.ERROR:
-            return self._record(claimed, Outcome(MessageStatus.ERROR, done, error=reply))
-        return self._retry_later(claimed, done, reply)
 
-    def _retry_later(self, claimed: dict[str, Any], now: int, reason: str) -> str:
-        """Deferred with backoff, or error once the attempts are used up."""
-        attempt = claimed["attempts"] + 1
+    def _retry_outcome(self, claimed: dict[str, Any], now: int, reason: str) -> Outcome:
+        """Deferred with backoff, or error once the attempts are used up (claims that ended without an
+        outcome, a crash or a timeout, count as attempts)."""
+        attempt = int(claimed["attempts"]) + _unfinished_claims(claimed) + 1
         if attempt >= self._settings.max_attempts:
-            return self._record(
-                claimed, Outcome(MessageStatus.ERROR, now, error=f"gave up after {attempt} attempts: {reason}")
-            )
+            return Outcome(MessageStatus.ERROR, now, error=f"gave up after {attempt} attempts: {reason}")
         delay = retry_delay(attempt, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
-        return self._record(claimed, Outcome(MessageStatus.DEFERRED, now, not_before=now + delay, reason=reason))
+        return Outcome(MessageStatus.DEFERRED, now, not_before=now + delay, reason=reason)
 
     def _record(self, claimed: dict[str, Any], outcome: Outcome) -> str:
         if not self._services.messages.record(claimed, outcome):
@@ -260,6 +322,12 @@ class BatchDelivery:
             self.outcomes["claim_lost"] += 1
             return "claim_lost"
         status = outcome.status.value
+        if outcome.status.is_final:
+            try:
+                expires_at = outcome.ts + RETENTION_SECONDS
+                self._services.messages.contents.ended(claimed["tenant_id"], claimed["id"], expires_at)
+            except Exception:  # best effort: the outcome is written; an orphaned copy expires by the lifecycle rule
+                self._logger.warning("content clean-up failed", extra={"message_id": claimed["id"]}, exc_info=True)
         self.outcomes[status] += 1
         self._metrics.add_metric(name=status.capitalize(), unit=MetricUnit.Count, value=1)
         if outcome.status is MessageStatus.DEFERRED and outcome.not_before is not None:

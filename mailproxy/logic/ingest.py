@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from mailproxy.dal.messages import NewMessage
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
 from mailproxy.dal.suspensions import is_suspended
+from mailproxy.logic.attachments import seal_credentials
 from mailproxy.models import AddMessagesRequest, AddMessagesResponse, MessageIn, Rejection, describe_errors
 from mailproxy.services import Services
 
@@ -63,7 +64,7 @@ def add_messages(
                 not_before=message.deferred_ts if message.deferred_ts and message.deferred_ts > now else None,
                 batch_code=message.batch_code,
                 message_id_header=_message_id_header(message),
-                content=message.content(),
+                content=seal_credentials(services.secret_box, message.tenant_id, message.content()),
                 suspended=is_suspended(suspensions[message.tenant_id], message.batch_code),
             )
         )

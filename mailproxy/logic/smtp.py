@@ -25,6 +25,7 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
@@ -33,6 +34,8 @@ from email.message import EmailMessage
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
+
+from typing_extensions import Buffer
 
 from mailproxy.logic.mime import Envelope
 
@@ -116,6 +119,8 @@ def _reply(code: int, reply: bytes | str | None) -> str:
 
 def _describe(exc: BaseException) -> str:
     """A short, password-free description of a transport failure."""
+    if isinstance(exc, ReplyTooLong | DeadlinePassed):
+        return str(exc)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, OSError) and not isinstance(cause, smtplib.SMTPServerDisconnected):
@@ -179,17 +184,82 @@ class HostRefused(ValueError):
     """The host's address is not one the proxy may connect to (the SSRF guard): a policy, not a fault."""
 
 
+_MAX_LINE = 8192  # smtplib's own limit on one reply line (RFC 5321 says 512)
+MAX_REPLY_LINES = 100  # a real EHLO answer has ~15; an endless `250-` reply must not hold the sender
+MAX_REPLY_BYTES = 65_536
+
+
+class DeadlinePassed(TimeoutError):
+    """The whole attempt (connect, handshake, transaction) took longer than it was given."""
+
+
+class ReplyTooLong(smtplib.SMTPServerDisconnected):
+    """The server's reply went past MAX_REPLY_LINES / MAX_REPLY_BYTES; the connection is dropped."""
+
+
 class _Client(smtplib.SMTP):
-    """smtplib.SMTP that can do implicit TLS itself, closes the raw socket if the handshake fails, and
-    connects only to the addresses `addresses` vetted (when given), so the name is resolved once."""
+    """smtplib.SMTP that can do implicit TLS itself, closes the raw socket if the handshake fails,
+    connects only to the addresses `addresses` vetted (when given), so the name is resolved once, and
+    bounds every reply in lines, bytes and time: each read waits at most until `deadline` (monotonic)."""
 
     def __init__(
         self, host: str, *, tls_context: ssl.SSLContext | None, timeout: float, addresses: Addresses | None = None
     ) -> None:
         self._implicit_tls = tls_context
         self._addresses = addresses
+        self.deadline: float | None = None
         super().__init__(local_hostname=_local_hostname(), timeout=timeout if timeout > 0 else 30.0)
         self._host = host  # server_hostname for STARTTLS (smtplib reads it)
+
+    def _time_left(self) -> float:
+        """The socket timeout for the next operation: the account's, cut to what the deadline leaves."""
+        if self.deadline is None:
+            return float(self.timeout)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.close()
+            raise DeadlinePassed("the SMTP attempt ran past its deadline")
+        return min(float(self.timeout), left)
+
+    def send(self, s: Buffer | str) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(self._time_left())
+        super().send(s)
+
+    def getreply(self) -> tuple[int, bytes]:
+        # smtplib's own loop, with a cap on lines, bytes and time.
+        lines: list[bytes] = []
+        size = 0
+        if self.file is None:
+            assert self.sock is not None
+            self.file = self.sock.makefile("rb")
+        while True:
+            wait = self._time_left()
+            if self.sock is not None:
+                self.sock.settimeout(wait)
+            try:
+                line = self.file.readline(_MAX_LINE + 1)
+            except OSError as exc:
+                self.close()
+                if isinstance(exc, TimeoutError) and wait < self.timeout:  # the deadline, not the server, cut it
+                    raise DeadlinePassed("the SMTP attempt ran past its deadline") from None
+                raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from None
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            size += len(line)
+            if len(line) > _MAX_LINE or len(lines) >= MAX_REPLY_LINES or size > MAX_REPLY_BYTES:
+                self.close()
+                raise ReplyTooLong(f"server reply longer than {MAX_REPLY_LINES} lines or {MAX_REPLY_BYTES} bytes")
+            lines.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        return code, b"\n".join(lines)
 
     def _open_tcp(self, host: str, port: int, timeout: float) -> socket.socket:
         if self._addresses is None:
@@ -267,15 +337,21 @@ def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLCont
     return ssl.create_default_context()
 
 
-def _connect(account: SmtpAccount, step: StepCallback = _no_step, addresses: Addresses | None = None) -> _Connection:
-    """Connect, EHLO, STARTTLS when offered, AUTH when configured. Raises _Failure."""
+def _connect(
+    account: SmtpAccount,
+    step: StepCallback = _no_step,
+    addresses: Addresses | None = None,
+    deadline: float | None = None,
+) -> _Connection:
+    """Connect, EHLO, STARTTLS when offered, AUTH when configured, all before `deadline`. Raises _Failure."""
     where = f"{account.host}:{account.port}"
     smtp = _Client(
         account.host,
         tls_context=tls_context() if account.use_tls else None,
-        timeout=account.timeout,
+        timeout=account.timeout if deadline is None else max(0.1, min(account.timeout, deadline - time.monotonic())),
         addresses=addresses,
     )
+    smtp.deadline = deadline
     encrypted = account.use_tls
     current = "connect"
     try:
@@ -431,6 +507,7 @@ class SmtpPool:
     def __init__(self, addresses: Addresses | None = None) -> None:
         self._addresses = addresses
         self._connections: dict[str, _Connection] = {}
+        self._deadline: float | None = None
         self.connections_opened = 0  # connections established (TCP + greeting) so far
 
     def __enter__(self) -> Self:
@@ -450,7 +527,17 @@ class SmtpPool:
         for connection in connections.values():
             connection.close(polite=True)
 
-    def send(self, account_key: str, account: SmtpAccount, message: EmailMessage, envelope: Envelope) -> SendResult:
+    def send(
+        self,
+        account_key: str,
+        account: SmtpAccount,
+        message: EmailMessage,
+        envelope: Envelope,
+        *,
+        deadline: float | None = None,
+    ) -> SendResult:
+        """One message; `deadline` (time.monotonic()) bounds the whole attempt, connecting included."""
+        self._deadline = deadline
         result = self._send(account_key, account, message, envelope)
         scrubbed = _scrub(result.detail, account.password)
         return result if scrubbed == result.detail else SendResult(result.outcome, result.code, scrubbed)
@@ -488,6 +575,7 @@ class SmtpPool:
             return failure.result
 
     def _guarded_transaction(self, account_key: str, conn: _Connection, prepared: _Prepared) -> SendResult:
+        conn.smtp.deadline = self._deadline
         try:
             return self._transaction(account_key, conn, prepared)
         except _Failure:
@@ -506,7 +594,7 @@ class SmtpPool:
             if name == "connect" and ok:
                 self.connections_opened += 1
 
-        connection = _connect(account, count, self._addresses)
+        connection = _connect(account, count, self._addresses, self._deadline)
         self._connections[account_key] = connection
         log.debug("smtp: opened connection for %s to %s:%s", account_key, account.host, account.port)
         return connection

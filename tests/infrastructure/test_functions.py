@@ -20,13 +20,14 @@ COMMON_ENV = {
     "GMP_BULK_QUEUE_URL",
     "GMP_LOG_LEVEL",
     "GMP_LOG_DELIVERY_ACTIVITY",
+    "GMP_SENDER_TIMEOUT",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
 }
 ENV_BY_HANDLER = {
     API_HANDLER: COMMON_ENV
     | {"GMP_BODY_BUCKET", "GMP_KMS_KEY_ID", "GMP_API_TOKEN_SECRET_ARN", "GMP_REPORTER_FUNCTION_NAME"},
-    SENDER_HANDLER: COMMON_ENV | {"GMP_BODY_BUCKET", "GMP_KMS_KEY_ID", "GMP_ATTACHMENT_BUCKETS"},
+    SENDER_HANDLER: COMMON_ENV | {"GMP_BODY_BUCKET", "GMP_KMS_KEY_ID", "GMP_ATTACHMENT_BUCKETS", "GMP_LEASE_SECONDS"},
     REPORTER_HANDLER: COMMON_ENV | {"GMP_CLIENT_SYNC_SECRET_ARN", "GMP_CLIENT_SYNC_URL", "GMP_KMS_KEY_ID"},
 }
 
@@ -44,6 +45,17 @@ def test_function_runs_python_of_the_layer_with_active_tracing(synth: Synthesis,
     assert props["Runtime"] == f"python{PYTHON_VERSION}"
     assert props["Architectures"] == ["x86_64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_claim_lease_outlives_the_sender_function_and_account_timeouts_fit_it(synth: Synthesis) -> None:
+    """A live send is never re-claimed: the lease is derived from the sender's timeout, which every
+    function reads to cap account timeouts (the API) and to budget an invocation (the sender)."""
+    _, sender = synth.function(SENDER_HANDLER)
+    props = sender["Properties"]
+    assert int(props["Environment"]["Variables"]["GMP_LEASE_SECONDS"]) >= props["Timeout"] + 30
+    for handler in HANDLERS:
+        _, function = synth.function(handler)
+        assert function["Properties"]["Environment"]["Variables"]["GMP_SENDER_TIMEOUT"] == str(props["Timeout"])
 
 
 @pytest.mark.parametrize("handler", HANDLERS)

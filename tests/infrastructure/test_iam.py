@@ -101,7 +101,8 @@ def test_api_encrypts_with_the_kms_key_and_cannot_decrypt(synth: Synthesis) -> N
 
 def test_api_reads_and_writes_only_the_contents_prefix_of_the_bucket(synth: Synthesis) -> None:
     s3 = statements_with(synth.role_statements(API_HANDLER), "s3:")
-    assert actions_of(s3) == {"s3:GetObject", "s3:PutObject"}
+    # tagging: a suspended message's content is held past the lifecycle rule, then released
+    assert actions_of(s3) == {"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"}
     for statement in s3:
         assert "/contents/*" in str(statement["Resource"])
 
@@ -128,9 +129,9 @@ def test_sender_decrypts_and_has_no_kms_encrypt(synth: Synthesis) -> None:
     assert actions_of(kms) == {"kms:Decrypt"}
 
 
-def test_sender_only_reads_the_bucket(synth: Synthesis) -> None:
+def test_sender_reads_the_bucket_and_deletes_only_contents_of_ended_messages(synth: Synthesis) -> None:
     s3 = statements_with(synth.role_statements(SENDER_HANDLER), "s3:")
-    assert actions_of(s3) == {"s3:GetObject"}
+    assert actions_of(s3) == {"s3:GetObject", "s3:DeleteObject"}
     assert all("/contents/*" in str(s["Resource"]) for s in s3)
 
 

@@ -85,6 +85,8 @@ def test_contents_bucket_is_encrypted_private_and_expires_contents(synth: Synthe
                                     {
                                         "Prefix": "contents/",
                                         "ExpirationInDays": synth.context["body_retention_days"],
+                                        # held contents (suspended, far-deferred) are tagged "no"
+                                        "TagFilters": [{"Key": "gmp-expire", "Value": "yes"}],
                                         "Status": "Enabled",
                                     }
                                 )

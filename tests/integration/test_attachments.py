@@ -164,14 +164,24 @@ def test_s3_reference_from_an_allowed_bucket_only(
 ) -> None:
     services.s3.create_bucket(Bucket="client-files")
     services.s3.create_bucket(Bucket="private-stuff")
-    services.s3.put_object(Bucket="client-files", Key="a/b.txt", Body=b"from s3")
-    services.s3.put_object(Bucket="private-stuff", Key="secret.txt", Body=b"no")
-    assert send(api, services, {"filename": "b.txt", "storage_path": "s3://client-files/a/b.txt"})["status"] == "sent"
+    services.s3.put_object(Bucket="client-files", Key="tenants/default/a/b.txt", Body=b"from s3")
+    services.s3.put_object(Bucket="client-files", Key="tenants/acme/a/b.txt", Body=b"acme's")
+    services.s3.put_object(Bucket="private-stuff", Key="tenants/default/secret.txt", Body=b"no")
+    reference = {"filename": "b.txt", "storage_path": "s3://client-files/tenants/default/a/b.txt"}
+    assert send(api, services, reference)["status"] == "sent"
     assert attached(sink) == {"b.txt": b"from s3"}
     refused = send(
-        api, services, {"filename": "s.txt", "storage_path": "s3://private-stuff/secret.txt"}, message_id="m2"
+        api,
+        services,
+        {"filename": "s.txt", "storage_path": "s3://private-stuff/tenants/default/secret.txt"},
+        message_id="m2",
     )
     assert refused["status"] == "error" and "not allowed" in refused["error"]
+    # A shared bucket: another tenant's objects are out of reach, whatever the key says.
+    other = send(
+        api, services, {"filename": "a.txt", "storage_path": "s3://client-files/tenants/acme/a/b.txt"}, message_id="m3"
+    )
+    assert other["status"] == "error" and "not under this tenant's prefix 'tenants/default/'" in other["error"]
 
 
 def test_identical_content_md5_is_fetched_once_per_batch(

@@ -26,6 +26,7 @@ from mailproxy.services import Services
 from tests.report_server import ReportEndpoint, report_endpoint
 
 SEED_FIELDS = {"id", "account_id", "priority", "sent_ts", "error_ts", "error", "deferred_ts"}
+ENTRY_FIELDS = SEED_FIELDS | {"tenant_id"}  # issue 13: every entry names its tenant
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def seed_sent_in_bulk(services: Services, count: int) -> None:
                     "sent_ts": now,
                     "claims": 1,
                     "attempts": 1,
-                    "rpt_pk": report_pk(shard_of("default", message_id)),
+                    "rpt_pk": report_pk("default", shard_of("default", message_id)),
                     "rpt_sk": report_sk(now * 1000 + n, "default", message_id),
                     "rpt_seq": 1,
                 }
@@ -112,8 +113,8 @@ def test_reports_carry_the_seed_payload_and_bearer_auth(services: Services, clie
     assert request.headers["authorization"] == "Bearer sync-token"
     assert request.headers["content-type"] == "application/json"
     items = {i["id"]: i for i in request.items}
-    assert set(items["sent0"]) == set(items["err0"]) == SEED_FIELDS
-    assert set(items["later0"]) == SEED_FIELDS | {"deferred_reason"}  # issue 10: deferred items say why
+    assert set(items["sent0"]) == set(items["err0"]) == ENTRY_FIELDS
+    assert set(items["later0"]) == ENTRY_FIELDS | {"deferred_reason"}  # issue 10: deferred items say why
     assert items["later0"]["deferred_reason"] == "451 later"
     assert items["sent0"]["sent_ts"] and items["sent0"]["error_ts"] is None and items["sent0"]["deferred_ts"] is None
     assert (

@@ -26,6 +26,7 @@ from mailproxy.models import (
     MAX_ATTACHMENT_BYTES,
     MAX_BODY_BYTES,
     MAX_HEADERS,
+    MAX_INLINE_MESSAGE_BYTES,
     MAX_RECIPIENTS,
     MAX_SUBJECT_LENGTH,
 )
@@ -188,7 +189,7 @@ def test_a_message_the_api_accepts_can_be_built_for_sending(
 # --------------------------------------------------------------------------------- sizes and shapes
 
 _BIG_ATTACHMENT = base64.b64encode(b"\0" * (MAX_ATTACHMENT_BYTES + 3)).decode()
-_FULL_ATTACHMENT = base64.b64encode(b"\0" * (MAX_ATTACHMENT_BYTES - 3)).decode()
+_HALF_MB_ATTACHMENT = base64.b64encode(b"\0" * 500_000).decode()
 _LONG_ADDRESS = "a" * (MAX_ADDRESS_LENGTH - 11) + "@example.com"
 
 
@@ -214,9 +215,9 @@ _LONG_ADDRESS = "a" * (MAX_ADDRESS_LENGTH - 11) + "@example.com"
         ({"id": "x" * 257}, "id", 256),
         ({"batch_code": "x" * 65}, "batch_code", 64),
         (
-            {"body": "x" * MAX_BODY_BYTES, "attachments": [{"filename": "a.bin", "content": _FULL_ATTACHMENT}] * 2},
+            {"body": "x" * MAX_BODY_BYTES, "attachments": [{"filename": "a.bin", "content": _HALF_MB_ATTACHMENT}]},
             "message",
-            MAX_BODY_BYTES * 2,
+            MAX_INLINE_MESSAGE_BYTES,
         ),
     ],
     ids=lambda value: None if isinstance(value, dict) else str(value),

@@ -51,14 +51,14 @@ def sender_killed_at(message_id_header: str, *, after_smtp: bool) -> Iterator[li
     original = SmtpPool.send
     killed: list[str] = []
 
-    def send(pool: SmtpPool, key: str, account: Any, message: Any, envelope: Any) -> Any:
+    def send(pool: SmtpPool, key: str, account: Any, message: Any, envelope: Any, **options: Any) -> Any:
         if str(message["Message-ID"]) == message_id_header and not killed:
             killed.append(message_id_header)
             if after_smtp:
-                result = original(pool, key, account, message, envelope)
+                result = original(pool, key, account, message, envelope, **options)
                 assert result.outcome.value == "sent"
             raise Killed
-        return original(pool, key, account, message, envelope)
+        return original(pool, key, account, message, envelope, **options)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SmtpPool, "send", send)
