@@ -26,7 +26,19 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy mailproxy functions stacks app.py client bench rehearsal
 
 test: lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+
+# The inner loop (~2-3 min here): ruff, then the unit, integration and infrastructure tiers and the fast
+# reliability files (no subprocess stack, no fuzz, no soak). `make test` still runs everything.
+CHECK_TESTS := tests/unit tests/integration tests/infrastructure \
+	tests/reliability/test_hostile_input.py tests/reliability/test_hostile_mime.py
+check: lint
+	$(PY) -m pytest -q -p no:cacheprovider --durations=5 $(CHECK_TESTS)
+
+# The full fuzz: random examples, many per operation (`make test` runs 20 fixed ones per operation).
+FUZZ_EXAMPLES ?= 200
+fuzz: $(STAMP)
+	GMP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider -s tests/reliability/test_fuzz_api.py
 
 soak: $(STAMP)
 	GMP_SOAK_MESSAGES=10000 $(PY) -m pytest -q -m soak tests/reliability
