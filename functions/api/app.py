@@ -410,7 +410,8 @@ def create_app(context: ApiContext) -> FastAPI:
         refuse_internal_url(tenant.client_base_url)
         if not caller.is_admin and context.services.tenants.get(tenant.id) is None:
             caller.require_admin()
-        context.services.tenants.put(tenant)
+        if not context.services.tenants.put(tenant, must_exist=not caller.is_admin):
+            raise HTTPException(status_code=404, detail=f"tenant {tenant.id!r} not found")
         return {"ok": True, "id": tenant.id}
 
     @app.get("/tenants", tags=["tenants"])
@@ -436,7 +437,8 @@ def create_app(context: ApiContext) -> FastAPI:
             raise HTTPException(status_code=422, detail="id: must match the tenant in the path")
         _existing_tenant(caller.scope(tenant_id))
         refuse_internal_url(tenant.client_base_url)
-        context.services.tenants.put(tenant)
+        if not context.services.tenants.put(tenant, must_exist=True):  # deleted meanwhile: not recreated
+            raise HTTPException(status_code=404, detail=f"tenant {tenant_id!r} not found")
         return {"ok": True, "id": tenant_id}
 
     @app.delete("/tenant/{tenant_id}", tags=["tenants"])

@@ -44,9 +44,10 @@ class TenantStore:
         self._table = table
         self._secrets = secrets_box
 
-    def put(self, tenant: TenantIn) -> None:
+    def put(self, tenant: TenantIn, *, must_exist: bool = False) -> bool:
         """Create or update the tenant's fields in one UpdateItem; its API key hash and signing secret are
-        not touched, so a rotation racing this write is never undone."""
+        not touched, so a rotation racing this write is never undone. `must_exist`: only an update (False
+        when the tenant does not exist, e.g. deleted meanwhile: it is not recreated)."""
         data: dict[str, Any] = {name: getattr(tenant, name) for name in _TENANT_FIELDS}
         if tenant.client_auth is not None:
             auth: dict[str, Any] = {"method": tenant.client_auth.method, "user": tenant.client_auth.user}
@@ -65,13 +66,21 @@ class TenantStore:
         absent = [n for n, v in data.items() if v is None]
         if absent:
             update += " REMOVE " + ", ".join(f"#{n}" for n in absent)
-        self._db.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant.id}},
-            UpdateExpression=update,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={f":{n}": v for n, v in to_item(present).items()},
-        )
+        condition = {"ConditionExpression": "attribute_exists(pk)"} if must_exist else {}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant.id}},
+                UpdateExpression=update,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":{n}": v for n, v in to_item(present).items()},
+                **condition,
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
 
     def get(self, tenant_id: str) -> dict[str, Any] | None:
         answer = self._db.get_item(

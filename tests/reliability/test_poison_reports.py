@@ -186,6 +186,8 @@ def test_failing_tenant_endpoint_does_not_delay_other_tenants_reports(
     assert max(metric_log.values["OldestPendingReportAge"]) >= 3000  # acme's backlog is an hour old
 
     # acme's endpoint is back: its backlog arrives, each once, oldest first
+    if fault == "hanging":  # the hung request ends first (answered 503: the proxy had given up on it)
+        assert tenant_endpoint.wait_for(lambda e: len(e.received) == 1)
     tenant_endpoint.default_status = 200
     tenant_endpoint.hang_seconds = 0
     if fault == "refused":
@@ -637,6 +639,16 @@ def test_a_stale_api_key_item_whose_hash_is_not_current_is_refused(api: TestClie
     # PUT keeps the current key: it is one UpdateItem that leaves the hash alone
     assert api.put("/tenant/acme", headers=AUTH, json={"id": "acme", "name": "renamed"}).status_code == 200
     assert works(api, current)
+
+
+def test_an_update_racing_the_tenants_deletion_does_not_recreate_it(api: TestClient, services: Services) -> None:
+    assert api.post("/tenant", headers=AUTH, json={"id": "acme"}).is_success
+    key = api.post("/tenant/acme/api-key", headers=AUTH).json()["api_key"]
+    assert api.delete("/tenant/acme", headers=AUTH).status_code == 200
+    # the update that had read the tenant just before the deletion: conditional on its existence
+    assert services.tenants.put(TenantIn(id="acme", name="late"), must_exist=True) is False
+    assert services.tenants.get("acme") is None
+    assert api.get("/tenant/acme", headers={"X-API-Token": key}).status_code == 401
 
 
 # --------------------------------------------------------------------------------------------- 6. one reporter
