@@ -56,6 +56,7 @@ def test_message_posted_to_the_api_is_delivered_and_reported_sent(
             assert report.headers["authorization"] == "Bearer sync-token"
             assert set(report.items[0]) == {
                 "id",
+                "tenant_id",
                 "account_id",
                 "priority",
                 "sent_ts",

@@ -259,8 +259,8 @@ def test_report_marking_failing_after_the_client_acknowledged_resends_the_report
     world.drain()
     marking = lambda body: "reported_ts = :now" in body.get("UpdateExpression", "")  # noqa: E731
     faults.add("dynamodb.UpdateItem", throttled(), times=ATTEMPTS, when=lambda b: marking(b) and about("m0")(b))
-    with pytest.raises(ClientError):
-        world.report()
+    # The failure is the tenant's alone: the run goes on and counts it (test_poison_reports.py).
+    assert world.report()["failures"] == 1
     world.report()
     reports = world.final_reports()
     assert reports["m0"] == 2 and reports["m1"] in (1, 2)
