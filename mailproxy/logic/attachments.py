@@ -6,17 +6,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailproxy.config import names
 from mailproxy.crypto import SecretBox
+from mailproxy.logic.http_guard import HttpPolicy, HttpRefused, HttpUnavailable
 from mailproxy.services import Services
 
 
@@ -32,15 +30,6 @@ class FetchFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.temporary = temporary
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect could lead the fetch to an address the host check never saw.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
 
 
 @dataclass(frozen=True)
@@ -60,10 +49,10 @@ class HttpAuth:
 class AttachmentFetcher:
     """One per sender batch: identical `content_md5` within the batch is fetched once."""
 
-    def __init__(self, services: Services, *, host_guard: Callable[[str], None] = lambda host: None) -> None:
+    def __init__(self, services: Services, *, policy: HttpPolicy) -> None:
         self._services = services
         self._settings = services.settings
-        self._host_guard = host_guard
+        self._policy = policy
         self._by_md5: dict[str, bytes] = {}
 
     def content(self, tenant_id: str, attachment: dict[str, Any]) -> bytes:
@@ -103,31 +92,28 @@ class AttachmentFetcher:
         return data
 
     def _http(self, method: str, url: str, auth: HttpAuth, body: bytes | None) -> bytes:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchFailed(f"attachment URL {url!r} is not http(s)", temporary=False)
-        if self._settings.mode == "aws" and parts.scheme != "https":
-            raise FetchFailed("attachment URL must be https in aws mode", temporary=False)
-        try:
-            self._host_guard(parts.hostname)
-        except ValueError as exc:
-            raise FetchFailed(f"attachment URL refused: {exc}", temporary=False) from None
-        headers = {"User-Agent": "genro-mail-proxy-serverless", **auth.headers()}
+        """Through the guarded client: the name resolved once and vetted, the connection made to that
+        address (no DNS-rebinding window), no redirect followed, https in aws mode."""
+        headers = dict(auth.headers())
         if body is not None:
             headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310 - scheme checked
         limit = self._settings.attachment_max_bytes
         try:
-            with _opener.open(request, timeout=self._settings.attachment_timeout) as answer:
-                data: bytes = answer.read(limit + 1)
-        except urllib.error.HTTPError as exc:
-            temporary = exc.code >= 500 or exc.code in (408, 425, 429)
-            raise FetchFailed(f"attachment fetch: HTTP {exc.code}", temporary=temporary) from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise FetchFailed(f"attachment fetch failed: {getattr(exc, 'reason', exc)}", temporary=True) from None
-        if len(data) > limit:
+            answer = self._policy.request(
+                method, url, headers=headers, body=body, timeout=self._settings.attachment_timeout, max_bytes=limit
+            )
+        except HttpRefused as exc:
+            raise FetchFailed(f"attachment URL refused: {exc}", temporary=False) from None
+        except HttpUnavailable as exc:
+            raise FetchFailed(f"attachment fetch failed: {exc}", temporary=True) from None
+        if answer.is_redirect:
+            raise FetchFailed(f"attachment fetch: HTTP {answer.status} (redirects are not followed)", temporary=False)
+        if not answer.ok:
+            temporary = answer.status >= 500 or answer.status in (408, 425, 429)
+            raise FetchFailed(f"attachment fetch: HTTP {answer.status}", temporary=temporary)
+        if len(answer.body) > limit:
             raise FetchFailed(f"attachment larger than {limit} bytes", temporary=False)
-        return data
+        return answer.body
 
     def _s3(self, tenant_id: str, storage_path: str) -> bytes:
         bucket, _, key = storage_path.removeprefix("s3://").partition("/")

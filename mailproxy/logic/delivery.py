@@ -19,10 +19,11 @@ from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
 from mailproxy.dal.ratelimits import Reservation
 from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed
 from mailproxy.logic.backoff import retry_delay
+from mailproxy.logic.http_guard import HttpPolicy
 from mailproxy.logic.mime import Envelope, MailAttachment, OutgoingMail, build_message
 from mailproxy.logic.smtp import Outcome as SmtpOutcome
 from mailproxy.logic.smtp import SendResult, SmtpAccount, SmtpPool
-from mailproxy.logic.ssrf import check_host, guarded_addresses, parse_allowlist
+from mailproxy.logic.ssrf import guarded_addresses, parse_allowlist
 from mailproxy.models import MessageStatus, check_headers_size
 from mailproxy.services import Services
 
@@ -79,9 +80,7 @@ class BatchDelivery:
         self._contents: dict[tuple[str, str], dict[str, Any]] = {}
         self._attempted: Counter[tuple[str, str]] = Counter()
         self._unreachable: dict[tuple[str, str], str] = {}
-        self._fetcher = AttachmentFetcher(
-            services, host_guard=lambda host: check_host(host, mode=self._settings.mode, allowlist=allowlist)
-        )
+        self._fetcher = AttachmentFetcher(services, policy=HttpPolicy(mode=self._settings.mode, allowlist=allowlist))
         self.outcomes: Counter[str] = Counter()
 
     # -- batch scope ---------------------------------------------------------------------------------

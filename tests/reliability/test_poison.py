@@ -126,41 +126,45 @@ def test_message_killing_its_invocation_after_the_claim_ends_after_max_attempts(
     assert_healthy_delivered(world, healthy)
 
 
+def with_attachment_auth(world: World, message_id: str, url: str, auth: dict[str, str]) -> None:
+    """Rewrite a stored content as data written before today's checks could have left it."""
+    attachment = {"filename": "a.txt", "storage_path": url, "fetch_mode": "http_url", "auth": auth}
+    rewrite_content(world.services, message_id, attachments=[attachment])
+
+
 def test_exception_after_the_claim_defers_that_message_alone(world: World, smtp_sink_factory: SinkFactory) -> None:
-    """An attachment token with a line break (stored before tokens were checked at the door) makes the
-    HTTP client raise ValueError: the message is deferred with backoff and finally ends, its batch-mates
-    are sent in the same batch, and the token appears in no outcome and no report."""
+    """A stored attachment credential that no longer decrypts makes the fetch raise: the message is
+    deferred with backoff and finally ends, its batch-mates are sent in the same batch."""
     with_sink(world, smtp_sink_factory)
     with attachment_server() as files:
         files.files["/a"] = b"never served"
         world.submit(message_payload("poison"))
         healthy = healthy_and(world, smtp_sink_factory)
-        poison_token_scenario(world, files.base_url + "/a", healthy)
+        with_attachment_auth(world, "poison", files.base_url + "/a", {"method": "bearer", "token_enc": "fernet:junk"})
+        world.drain()
+        assert world.status("poison")["status"] == "deferred"
+        assert "delivery failed unexpectedly (DecryptionError)" in world.status("poison")["deferred_reason"]
+        assert world.status("healthy-1")["status"] == "sent"  # same batch, not dragged along
+        until_final(world, "poison")
         assert files.hits["/a"] == 0
-
-
-def poison_token_scenario(world: World, url: str, healthy: SmtpSink) -> None:
-    secret = "tok\r\nX-Injected: yes"
-    content_item = world.services.dynamodb.get_item(
-        TableName=world.services.settings.messages_table,
-        Key={"pk": {"S": message_pk("default", "poison")}, "sk": {"S": CONTENT_SK}},
-    )["Item"]
-    content = json.loads(zlib.decompress(from_item(content_item)["z"]))
-    content["attachments"] = [
-        {"filename": "a.txt", "storage_path": url, "fetch_mode": "http_url",
-         "auth": {"method": "bearer", "token": secret}},
-    ]  # fmt: skip
-    world.services.dynamodb.put_item(
-        TableName=world.services.settings.messages_table,
-        Item=to_item({**from_item(content_item), "z": zlib.compress(json.dumps(content).encode())}),
-    )
-    world.drain()
-    assert world.status("poison")["status"] == "deferred"
-    assert "delivery failed unexpectedly (ValueError)" in world.status("poison")["deferred_reason"]
-    assert world.status("healthy-1")["status"] == "sent"  # same batch, not dragged along
-    until_final(world, "poison")
-    item = assert_ended_and_reported(world, "poison", reason="delivery failed unexpectedly (ValueError)")
+    item = assert_ended_and_reported(world, "poison", reason="delivery failed unexpectedly (DecryptionError)")
     assert f"gave up after {world.services.settings.max_attempts} attempts" in item["error"]
+    assert_healthy_delivered(world, healthy)
+
+
+def test_attachment_token_with_a_line_break_ends_its_message_naming_the_header_never_the_token(
+    world: World, smtp_sink_factory: SinkFactory
+) -> None:
+    """Stored before tokens were checked at the door: the guarded HTTP client refuses the header by name."""
+    with_sink(world, smtp_sink_factory)
+    with attachment_server() as files:
+        files.files["/a"] = b"never served"
+        world.submit(message_payload("poison"))
+        healthy = healthy_and(world, smtp_sink_factory)
+        with_attachment_auth(world, "poison", files.base_url + "/a", {"method": "bearer", "token": "tok\r\nX-In: y"})
+        world.settle(["poison", "healthy-1"])
+        assert files.hits["/a"] == 0
+    item = assert_ended_and_reported(world, "poison", reason="Authorization header holds a line break")
     assert "tok" not in json.dumps(world.endpoint.items()) and "tok" not in json.dumps(item)
     assert_healthy_delivered(world, healthy)
 
