@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.queues import Queues
@@ -86,28 +90,40 @@ class Api(Construct):
             proxy=True,
             description="genro-mail-proxy REST API",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            cloud_watch_role=False,
+            cloud_watch_role=settings.api_access_logs and settings.api_account_logging_role,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,  # other APIs of the region may log through it
             deploy_options=apigw.StageOptions(
                 stage_name="v1",
                 throttling_rate_limit=settings.api_throttle_rate_limit,
                 throttling_burst_limit=settings.api_throttle_burst_limit,
                 tracing_enabled=True,
+                **self._access_logs(settings),
             ),
         )
         # The stack's ApiUrl output is the documented one; drop the construct's duplicate.
         self.rest_api.node.try_remove_child("Endpoint")
-        acknowledge(
-            self.rest_api,
-            "AwsSolutions-APIG1",
-            "REST API access logging needs the account-wide API Gateway CloudWatch role, which this "
-            "stack does not own; the API function logs every request (structured JSON with the message id).",
-        )
+        if not settings.api_access_logs:
+            acknowledge(
+                self.rest_api,
+                "AwsSolutions-APIG1",
+                "Access logs turned off by the api_access_logs setting; the API function logs every request "
+                "(structured JSON with the message id).",
+            )
         acknowledge(
             self.rest_api,
             "AwsSolutions-APIG6",
-            "Stage execution logging needs the account-wide API Gateway CloudWatch role (see APIG1); "
-            "errors are logged and traced (X-Ray) by the API function.",
+            "Execution logging would write request and response details (tokens, message bodies) to "
+            "CloudWatch; the stage has JSON access logs and the API function logs and traces (X-Ray) errors.",
         )
+        role = self.rest_api.node.try_find_child("CloudWatchRole")
+        if role is not None:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]",
+                "The AWS-managed policy API Gateway documents for the region's logging role: it only "
+                "creates and writes log groups and streams.",
+            )
         acknowledge(
             self.rest_api,
             "AwsSolutions-APIG2",
@@ -131,6 +147,26 @@ class Api(Construct):
             "AwsSolutions-COG4",
             "Machine-to-machine API authenticated by X-API-Token (SPEC §3); there are no Cognito users.",
         )
+
+    def _access_logs(self, settings: Settings) -> dict[str, Any]:
+        if not settings.api_access_logs:
+            return {}
+        self.access_log_group = logs.LogGroup(self, "AccessLogs", retention=settings.log_retention)
+        return {
+            "access_log_destination": apigw.LogGroupLogDestination(self.access_log_group),
+            # No header, body or query string: a token or a message's content never reaches these logs.
+            "access_log_format": apigw.AccessLogFormat.json_with_standard_fields(
+                caller=False,
+                http_method=True,
+                ip=True,
+                protocol=True,
+                request_time=True,
+                resource_path=True,
+                response_length=True,
+                status=True,
+                user=False,
+            ),
+        }
 
     @property
     def url(self) -> str:

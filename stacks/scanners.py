@@ -83,11 +83,6 @@ CHECKOV_SKIPS: dict[str, list[tuple[str, str]]] = {
     ],
     "AWS::ApiGateway::Stage": [
         (
-            "CKV_AWS_76",
-            "Access logs to CloudWatch need the account-wide API Gateway CloudWatch role, which "
-            "this stack deliberately does not set (AwsSolutions-APIG1); the API function logs every request.",
-        ),
-        (
             "CKV_AWS_120",
             "Responses are per token and change with every call (status, messages): a cache "
             "would serve stale or another caller's data.",

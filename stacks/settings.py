@@ -104,6 +104,12 @@ class Settings(BaseModel):
     # api
     api_throttle_rate_limit: float = Field(default=50, gt=0)
     api_throttle_burst_limit: int = Field(default=100, ge=1)
+    api_access_logs: bool = Field(default=True, description="JSON access logs of the REST API stage")
+    api_account_logging_role: bool = Field(
+        default=True,
+        description="create the region's API Gateway CloudWatch role (AWS::ApiGateway::Account) that access "
+        "logs need; false when the account already has one managed elsewhere",
+    )
     # storage
     body_retention_days: int = Field(default=30, ge=1, description="S3 lifecycle: large contents expire")
     # monitoring
