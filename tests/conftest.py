@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
 from moto.core import serialize as moto_serialize
+from moto.core.botocore_stubber import BotocoreStubber
 
 from functions.api.app import ApiContext, create_app
 from mailproxy.config import Settings
@@ -88,6 +90,26 @@ def _moto_alias_lookups_memoized() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(picker, "get_possible_keys", get_possible_keys)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _in_process_dynamodb_one_request_at_a_time() -> Iterator[None]:
+    """moto evaluates a condition and applies the update in separate steps, so two threads could both
+    claim one message; DynamoDB makes each conditional write atomic, and the exactly-once claim relies on
+    it. In-process moto therefore handles one DynamoDB request at a time, as the local stack's DynamoDB
+    server does (mailproxy/local/moto_launcher.py --serialize)."""
+    lock = threading.Lock()
+    original = BotocoreStubber.__call__
+
+    def one_at_a_time(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        if not event_name.startswith("before-send.dynamodb"):
+            return original(self, event_name, request, **kwargs)
+        with lock:
+            return original(self, event_name, request, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BotocoreStubber, "__call__", one_at_a_time)
         yield
 
 
