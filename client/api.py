@@ -351,6 +351,16 @@ class MailProxyClient:
         body = self._object(self._request("POST", f"/tenant/{_quote(tenant_id)}/api-key"))
         return str(body["api_key"])
 
+    def create_signing_secret(self, tenant_id: str) -> str:
+        """``POST /tenant/{id}/signing-secret``: a new (or rotated) secret that signs the reports posted to
+        the tenant's own endpoint, returned once; verify with ``client.reports.verify_signature``."""
+        body = self._object(self._request("POST", f"/tenant/{_quote(tenant_id)}/signing-secret"))
+        return str(body["signing_secret"])
+
+    def delete_signing_secret(self, tenant_id: str) -> dict[str, Any]:
+        """``DELETE /tenant/{id}/signing-secret``: the tenant's reports go unsigned."""
+        return self._object(self._request("DELETE", f"/tenant/{_quote(tenant_id)}/signing-secret"))
+
     def revoke_api_key(self, tenant_id: str) -> dict[str, Any]:
         """``DELETE /tenant/{id}/api-key``."""
         return self._object(self._request("DELETE", f"/tenant/{_quote(tenant_id)}/api-key"))

@@ -188,6 +188,7 @@ class Tenant(_Response):
     client_auth: dict[str, Any] | None = None
     active: bool = True
     has_api_key: bool = False
+    has_signing_secret: bool = False
 
 
 class Status(_Response):

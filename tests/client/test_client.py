@@ -417,6 +417,12 @@ def test_tenant_key_acts_on_its_own_tenant(
     assert [m.id for m in proxy.iter_messages(tenant_id="acme")] == ["ACME-1"]
     assert all(a.id != "acme-smtp" for a in proxy.accounts())
 
+    secret = proxy.create_signing_secret("acme")
+    assert proxy.tenant("acme").has_signing_secret is True and secret not in str(proxy.tenant("acme"))
+    assert proxy.create_signing_secret("acme") != secret  # rotated
+    proxy.delete_signing_secret("acme")
+    assert proxy.tenant("acme").has_signing_secret is False
+
     proxy.revoke_api_key("acme")
     with pytest.raises(AuthenticationError):
         MailProxyClient(stack.url, key).accounts()
