@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mailproxy.dal.items import from_item, to_item
+from mailproxy.dal.items import conditional_failed, from_item, to_item
 from mailproxy.dal.keys import CONTENT_SK, message_pk
 
 CONTENTS_PREFIX = "contents/"
@@ -90,7 +90,7 @@ class ContentStore:
                 **({"ExpressionAttributeValues": attribute_values} if attribute_values else {}),
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if conditional_failed(exc):
                 return None
             raise
         attributes: dict[str, Any] = answer.get("Attributes", {})

@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mailproxy.dal.contents import ContentStore
-from mailproxy.dal.items import from_item, to_item, values
+from mailproxy.dal.items import conditional_failed, from_item, to_item, values
 from mailproxy.dal.keys import (
     BY_TENANT_INDEX,
     CONTENT_SK,
@@ -33,10 +33,6 @@ from mailproxy.models import MessageStatus
 RETENTION_SECONDS = 30 * 24 * 3600  # ended and reported messages expire (TTL) after this
 HISTORY_LIMIT = 12  # events kept on the status item: enough for a message's life, small enough for 1 WRU
 _NON_FINAL = [MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value]
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def with_event(item: dict[str, Any], event: str, ts: int, **details: Any) -> list[dict[str, Any]]:
@@ -147,7 +143,7 @@ class MessageStore:
         try:
             self._db.put_item(TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -180,7 +176,7 @@ class MessageStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return None
             raise
         return from_item(answer["Attributes"])
@@ -239,7 +235,7 @@ class MessageStore:
                 ExpressionAttributeValues=values(**named),
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -280,7 +276,7 @@ class MessageStore:
                 ExpressionAttributeValues=values(until=until, seen=item["due_ts"]),
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -343,7 +339,7 @@ class MessageStore:
                 ExpressionAttributeValues=values(**named),
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -363,7 +359,7 @@ class MessageStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
             old: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
             return str(old["status"]["S"]) if old else "not_found"
@@ -412,7 +408,7 @@ class MessageStore:
                 ),
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         # A suspension has no end: the content must not expire meanwhile (docs/design.md).
@@ -439,7 +435,7 @@ class MessageStore:
                     ExpressionAttributeValues=values(sent=MessageStatus.SENT.value, error=MessageStatus.ERROR.value),
                 )
             except ClientError as exc:
-                if _conditional_failed(exc):
+                if conditional_failed(exc):
                     continue
                 raise
             self._db.delete_item(TableName=self._table, Key={"pk": {"S": item["pk"]}, "sk": {"S": CONTENT_SK}})

@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mailproxy.crypto import SecretBox
-from mailproxy.dal.items import from_item, to_item
+from mailproxy.dal.items import conditional_failed, from_item, to_item
 from mailproxy.models import TenantIn
 
 SIGNING_SECRET_PREFIX = "gmps_"  # noqa: S105 - a prefix, not a secret
@@ -77,7 +77,7 @@ class TenantStore:
                 **condition,
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -133,7 +133,7 @@ class TenantStore:
                 ExpressionAttributeValues={":s": {"S": encrypted}},
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return None
             raise
         return secret
@@ -147,7 +147,7 @@ class TenantStore:
                 ConditionExpression="attribute_exists(signing_secret_enc)",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -255,7 +255,3 @@ def _hash_is(previous: str | None) -> tuple[str, dict[str, Any]]:
     if previous:
         return "attribute_exists(pk) AND api_key_hash = :old", {":old": {"S": previous}}
     return "attribute_exists(pk) AND attribute_not_exists(api_key_hash)", {}
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -7,6 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mailproxy.dal.items import conditional_failed
+
 THROTTLE_PK = "THROTTLE"
 
 
@@ -26,7 +28,7 @@ def claim_slot(dynamodb: Any, table: str, name: str, *, now: float, interval: fl
             ExpressionAttributeValues={":cutoff": {"N": str(now_ms - int(interval * 1000))}},
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if conditional_failed(exc):
             return False
         raise
     return True
