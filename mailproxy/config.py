@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     @property
     def claim_lease_seconds(self) -> int:
         """A claim outlives the longest invocation that can hold it, so a live send is never re-claimed."""
-        return self.lease_seconds if self.lease_seconds is not None else self.sender_timeout + LEASE_MARGIN_SECONDS
+        return self.lease_seconds if self.lease_seconds is not None else claim_lease_for(self.sender_timeout)
 
     @property
     def max_account_timeout(self) -> float:
@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         if plain is not None and not all(" " <= ch <= "~" for ch in plain):
             raise ValueError("must be printable ASCII, without line breaks")
         return value
+
+
+def claim_lease_for(sender_timeout: int) -> int:
+    """The lease that outlives the longest sender invocation that can hold a claim (the stack sets it)."""
+    return sender_timeout + LEASE_MARGIN_SECONDS
 
 
 def names(value: str) -> frozenset[str]:

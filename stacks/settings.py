@@ -20,7 +20,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct, IConstruct, Node
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mailproxy.config import LEASE_MARGIN_SECONDS
+from mailproxy.config import claim_lease_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,7 +170,7 @@ class Settings(BaseModel):
     @property
     def claim_lease_seconds(self) -> int:
         """A claim outlives the longest sender invocation that can hold it: no live send is re-claimed."""
-        return self.sender_timeout_seconds + LEASE_MARGIN_SECONDS
+        return claim_lease_for(self.sender_timeout_seconds)
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
