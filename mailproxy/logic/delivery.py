@@ -39,8 +39,6 @@ class _Account:
     problem: str | None = None  # why it cannot be used now (its password does not decrypt)
 
 
-
-
 def _unfinished_claims(claimed: dict[str, Any]) -> int:
     """Earlier claims of this message that never recorded an outcome: the invocation crashed or timed out."""
     return max(0, int(claimed["claims"]) - 1 - int(claimed.get("outcomes", 0)))
