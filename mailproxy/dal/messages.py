@@ -86,6 +86,10 @@ class MessageStore:
         self._table = table
         self.contents = contents
 
+    def ping(self) -> None:
+        """Raise the AWS error when the table cannot be reached (the /status probe)."""
+        self._db.describe_table(TableName=self._table)
+
     # -- ingestion -------------------------------------------------------------------------------------
     def known_ids(self, tenant_id: str, ids: list[str]) -> set[str]:
         found: set[str] = set()
