@@ -78,6 +78,12 @@ class MessageStatus(StrEnum):
         return self in (MessageStatus.SENT, MessageStatus.ERROR)
 
 
+# Not yet sent and not given up: what `GET /messages?active_only=true` lists.
+ACTIVE_STATUSES = frozenset({MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value, MessageStatus.SENDING.value})
+# Waiting for a send: what campaign control may still hold back, release or delete.
+UNSENT_STATUSES = frozenset({MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value})
+
+
 class Priority(IntEnum):
     IMMEDIATE = 0
     HIGH = 1

@@ -32,7 +32,6 @@ from mailproxy.models import MessageStatus
 
 RETENTION_SECONDS = 30 * 24 * 3600  # ended and reported messages expire (TTL) after this
 HISTORY_LIMIT = 12  # events kept on the status item: enough for a message's life, small enough for 1 WRU
-_NON_FINAL = [MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value]
 
 
 def with_event(item: dict[str, Any], event: str, ts: int, **details: Any) -> list[dict[str, Any]]:

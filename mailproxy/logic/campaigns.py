@@ -7,10 +7,9 @@ from typing import Any
 
 from mailproxy.dal.queues import QueueEntry
 from mailproxy.dal.suspensions import is_suspended
-from mailproxy.models import MessageStatus
+from mailproxy.models import UNSENT_STATUSES, MessageStatus
 from mailproxy.services import Services
 
-_UNSENT = {MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value}
 
 
 def delete_messages(services: Services, tenant_id: str, ids: list[str]) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def _matching(services: Services, tenant_id: str, batch_code: str | None) -> lis
     return [
         item
         for item in services.messages.tenant_messages(tenant_id)
-        if item["status"] in _UNSENT and (batch_code is None or item.get("batch_code") == batch_code)
+        if item["status"] in UNSENT_STATUSES and (batch_code is None or item.get("batch_code") == batch_code)
     ]
 
 
@@ -95,7 +94,7 @@ def delete_tenant(services: Services, tenant_id: str) -> dict[str, int]:
     removed = sum(
         services.messages.delete_unsent(tenant_id, item["id"]) == "removed"
         for item in services.messages.tenant_messages(tenant_id)
-        if item["status"] in _UNSENT
+        if item["status"] in UNSENT_STATUSES
     )
     services.suspensions.activate(tenant_id, None)
     services.tenants.delete(tenant_id)
