@@ -96,6 +96,15 @@ def classify(address: IPAddress, *, mode: Literal["local", "aws"] | str) -> str 
         if inner is not None:
             why = classify(inner, mode=mode)
             return f"{why}, inside the IPv6 address" if why else None
+    why = _refused_in_any_mode(address)
+    if why is not None:
+        return why
+    if mode != "aws":
+        return None  # local mode: loopback, private and the rest are development targets
+    return _refused_in_aws_mode(address)
+
+
+def _refused_in_any_mode(address: IPAddress) -> str | None:
     metadata = _METADATA.get(address)
     if metadata is not None:
         return f"link-local: {metadata}"
@@ -105,8 +114,10 @@ def classify(address: IPAddress, *, mode: Literal["local", "aws"] | str) -> str 
         return "multicast"
     if address.is_link_local:
         return "link-local"
-    if mode != "aws":
-        return None  # local mode: loopback, private and the rest are development targets
+    return None
+
+
+def _refused_in_aws_mode(address: IPAddress) -> str | None:
     if address.is_loopback:
         return "loopback"
     if any(address.version == network.version and address in network for network in _PRIVATE):
