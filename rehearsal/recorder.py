@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -91,59 +91,90 @@ def _table_arn(name: str, region: str, account: str) -> str:
     return name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{account}:table/{name}"
 
 
+def _dynamodb_resources(params: dict[str, Any], parsed: dict[str, Any], region: str, account: str) -> tuple[str, ...]:
+    if "TableName" in params:
+        table = _table_arn(params["TableName"], region, account)
+        return (f"{table}/index/{params['IndexName']}",) if params.get("IndexName") else (table,)
+    if "RequestItems" in params:  # BatchGetItem, BatchWriteItem: one entry per table
+        return tuple(_table_arn(name, region, account) for name in params["RequestItems"])
+    if "TransactItems" in params:  # each item is {"<Operation>": {"TableName": ..., ...}}
+        return tuple(
+            _table_arn(next(iter(item.values()))["TableName"], region, account) for item in params["TransactItems"]
+        )
+    return ("*",)
+
+
+def _sqs_resources(params: dict[str, Any], parsed: dict[str, Any], region: str, account: str) -> tuple[str, ...]:
+    if "QueueUrl" in params:
+        return (_queue_arn(params["QueueUrl"]),)
+    if "QueueName" in params:  # GetQueueUrl, CreateQueue
+        return (f"arn:aws:sqs:{region}:{params.get('QueueOwnerAWSAccountId') or account}:{params['QueueName']}",)
+    return ("*",)
+
+
+def _s3_resources(params: dict[str, Any], parsed: dict[str, Any], region: str, account: str) -> tuple[str, ...]:
+    if "Bucket" not in params:
+        return ("*",)
+    key = params.get("Key")
+    return (f"arn:aws:s3:::{params['Bucket']}/{key}" if key else f"arn:aws:s3:::{params['Bucket']}",)
+
+
+def _kms_resources(params: dict[str, Any], parsed: dict[str, Any], region: str, account: str) -> tuple[str, ...]:
+    # Decrypt names no key: the key is the one the answer names, or the one the ciphertext was made with.
+    if params.get("KeyId"):
+        return (_kms_arn(str(params["KeyId"]), region, account),)
+    if parsed.get("KeyId"):
+        return (_kms_arn(str(parsed["KeyId"]), region, account),)
+    blob = params.get("CiphertextBlob")
+    if isinstance(blob, str):
+        blob = base64.b64decode(blob)
+    if isinstance(blob, bytes) and _UUID.match(blob):  # moto's ciphertext starts with the key id
+        return (_kms_arn(blob[:36].decode(), region, account),)
+    return ("*",)
+
+
+def _secret_resources(params: dict[str, Any], parsed: dict[str, Any], region: str, account: str) -> tuple[str, ...]:
+    secret = params.get("SecretId")
+    if secret is None:
+        return ("*",)
+    if str(secret).startswith("arn:"):
+        return (str(secret),)
+    # A secret named by its name: its ARN (with the random suffix) is in the answer.
+    return (str(parsed.get("ARN") or f"arn:aws:secretsmanager:{region}:{account}:secret:{secret}"),)
+
+
+def _lambda_resources(params: dict[str, Any], parsed: dict[str, Any], region: str, account: str) -> tuple[str, ...]:
+    name = params.get("FunctionName")
+    if name is None:
+        return ("*",)
+    arn = name if str(name).startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{name}"
+    return (f"{arn}:{params['Qualifier']}",) if params.get("Qualifier") else (arn,)
+
+
+def _logs_resources(params: dict[str, Any], parsed: dict[str, Any], region: str, account: str) -> tuple[str, ...]:
+    if "logGroupName" not in params:
+        return ("*",)
+    return (f"arn:aws:logs:{region}:{account}:log-group:{params['logGroupName']}",)
+
+
+# How each service names the resource of a call in its parameters (or, for some, in its answer).
+_RESOURCES_BY_SERVICE: dict[str, Callable[[dict[str, Any], dict[str, Any], str, str], tuple[str, ...]]] = {
+    "dynamodb": _dynamodb_resources,
+    "sqs": _sqs_resources,
+    "s3": _s3_resources,
+    "kms": _kms_resources,
+    "secretsmanager": _secret_resources,
+    "lambda": _lambda_resources,
+    "logs": _logs_resources,
+}
+
+
 def resources_of(
     prefix: str, operation: str, params: dict[str, Any], parsed: dict[str, Any], region: str, account: str
 ) -> tuple[str, ...]:
     """The ARN(s) a call acts on, as IAM sees them; ``*`` for calls that take no resource."""
-    if prefix == "dynamodb":
-        if "TableName" in params:
-            table = _table_arn(params["TableName"], region, account)
-            return (f"{table}/index/{params['IndexName']}",) if params.get("IndexName") else (table,)
-        if "RequestItems" in params:
-            return tuple(_table_arn(name, region, account) for name in params["RequestItems"])
-        if "TransactItems" in params:
-            return tuple(
-                _table_arn(next(iter(item.values()))["TableName"], region, account) for item in params["TransactItems"]
-            )
-        return ("*",)
-    if prefix == "sqs":
-        if "QueueUrl" in params:
-            return (_queue_arn(params["QueueUrl"]),)
-        if "QueueName" in params:
-            return (f"arn:aws:sqs:{region}:{params.get('QueueOwnerAWSAccountId') or account}:{params['QueueName']}",)
-        return ("*",)
-    if prefix == "s3":
-        if "Bucket" in params:
-            key = params.get("Key")
-            return (f"arn:aws:s3:::{params['Bucket']}/{key}" if key else f"arn:aws:s3:::{params['Bucket']}",)
-        return ("*",)
-    if prefix == "kms":
-        if params.get("KeyId"):
-            return (_kms_arn(str(params["KeyId"]), region, account),)
-        if parsed.get("KeyId"):
-            return (_kms_arn(str(parsed["KeyId"]), region, account),)
-        blob = params.get("CiphertextBlob")
-        if isinstance(blob, str):
-            blob = base64.b64decode(blob)
-        if isinstance(blob, bytes) and _UUID.match(blob):  # moto's ciphertext starts with the key id
-            return (_kms_arn(blob[:36].decode(), region, account),)
-        return ("*",)
-    if prefix == "secretsmanager":
-        secret = params.get("SecretId")
-        if secret is None:
-            return ("*",)
-        if str(secret).startswith("arn:"):
-            return (str(secret),)
-        return (str(parsed.get("ARN") or f"arn:aws:secretsmanager:{region}:{account}:secret:{secret}"),)
-    if prefix == "lambda":
-        name = params.get("FunctionName")
-        if name is None:
-            return ("*",)
-        arn = name if str(name).startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{name}"
-        return (f"{arn}:{params['Qualifier']}",) if params.get("Qualifier") else (arn,)
-    if prefix == "logs" and "logGroupName" in params:
-        return (f"arn:aws:logs:{region}:{account}:log-group:{params['logGroupName']}",)
-    return ("*",)
+    extract = _RESOURCES_BY_SERVICE.get(prefix)
+    return extract(params, parsed, region, account) if extract else ("*",)
 
 
 class Recorder:

@@ -20,6 +20,7 @@ rehearsal plays itself) is listed as not created.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import secrets
@@ -149,9 +150,28 @@ def widened(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deployment:
-    """Create the data resources of `template` in moto (mock_aws must be active; IAM not yet enforced)."""
-    client: Callable[[str], Any] = lambda service: session.client(service, region_name=region)  # noqa: E731
-    references = References(
+    """Create the data resources of `template` in moto (mock_aws must be active; IAM not yet enforced).
+
+    One step per kind of resource, in this order: each step resolves references to what the steps before
+    it created (a secret's KMS key, a function's role, a policy's queue)."""
+    client: Callable[[str], Any] = functools.cache(lambda service: session.client(service, region_name=region))
+    deployment = Deployment(template=template, region=region, references=_pseudo_references(template, region))
+    _create_modelled(deployment, client("cloudformation"))
+    _enable_ttl(deployment, client("dynamodb"))
+    _attach_managed_policies(deployment, client("iam"))
+    _create_secrets(deployment, client("secretsmanager"))
+    _create_functions(deployment, client("lambda"))
+    _put_inline_policies(deployment, client("iam"))
+    _put_resource_policies(deployment, client)
+    done = {item.logical_id for item in deployment.created}
+    for logical_id, resource in template.resources.items():
+        if logical_id not in done:
+            deployment.not_created.setdefault(resource["Type"], []).append(logical_id)
+    return deployment
+
+
+def _pseudo_references(template: StackTemplate, region: str) -> References:
+    return References(
         pseudo={
             "AWS::Partition": "aws",
             "AWS::Region": region,
@@ -161,11 +181,14 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
         },
         azs=(f"{region}a", f"{region}b", f"{region}c"),
     )
-    deployment = Deployment(template=template, region=region, references=references)
-    resources = template.resources
 
-    # 1. moto's CloudFormation: the modelled data resources, with outputs for every reference made to them.
-    modelled = {k: r for k, r in resources.items() if r["Type"] in CLOUDFORMATION_TYPES}
+
+def _stack_outputs(
+    modelled: dict[str, Any], resources: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, tuple[str, str | None]]]:
+    """An output for every reference made to a modelled resource (its Ref, its Arn, any other attribute
+    the template reads), and the (logical id, attribute) each output name stands for: the stack's outputs
+    are how moto's physical ids and attributes reach the references."""
     wanted: set[tuple[str, str | None]] = {(k, None) for k in modelled}
     wanted |= {(k, "Arn") for k, r in modelled.items() if r["Type"] not in _NO_ARN_ATTRIBUTE}
     wanted |= {(k, a) for k, a in references_in(resources) if k in modelled}
@@ -176,7 +199,14 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
         keys[name] = (logical_id, attribute)
         value = {"Ref": logical_id} if attribute is None else {"Fn::GetAtt": [logical_id, attribute]}
         outputs[name] = {"Value": value}
-    cloudformation = client("cloudformation")
+    return outputs, keys
+
+
+def _create_modelled(deployment: Deployment, cloudformation: Any) -> None:
+    """moto's CloudFormation: the modelled data resources, in one stack."""
+    template, references = deployment.template, deployment.references
+    modelled = {k: r for k, r in template.resources.items() if r["Type"] in CLOUDFORMATION_TYPES}
+    outputs, keys = _stack_outputs(modelled, template.resources)
     cloudformation.create_stack(
         StackName=template.stack_name,
         TemplateBody=json.dumps({"Resources": modelled, "Outputs": outputs}),
@@ -192,27 +222,32 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
         else:
             references.attributes[(logical_id, attribute)] = output["OutputValue"]
     for logical_id, resource in sorted(modelled.items()):
-        if resource["Type"] == "AWS::SNS::Topic":
+        if resource["Type"] in _NO_ARN_ATTRIBUTE:  # a topic's Ref is its ARN
             references.attributes[(logical_id, "TopicArn")] = references.refs[logical_id]
             references.attributes[(logical_id, "Arn")] = references.refs[logical_id]
         deployment.created.append(
             Created(logical_id, resource["Type"], "cloudformation (moto)", references.refs[logical_id])
         )
 
-    # 2. What moto's CloudFormation accepts and ignores.
-    dynamodb = client("dynamodb")
-    for logical_id, resource in template.of_type("AWS::DynamoDB::Table").items():
+
+def _enable_ttl(deployment: Deployment, dynamodb: Any) -> None:
+    """A table's TTL, which moto's CloudFormation accepts and ignores."""
+    for logical_id, resource in deployment.template.of_type("AWS::DynamoDB::Table").items():
         ttl = resource.get("Properties", {}).get("TimeToLiveSpecification")
-        table = references.refs[logical_id]
-        if ttl and ttl.get("Enabled"):
-            status = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]["TimeToLiveStatus"]
-            if status != "ENABLED":
-                dynamodb.update_time_to_live(
-                    TableName=table,
-                    TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
-                )
-                deployment.notes.append(f"TTL of {logical_id} ({ttl['AttributeName']}; moto's CloudFormation skips it)")
-    iam = client("iam")
+        if not (ttl and ttl.get("Enabled")):
+            continue
+        table = deployment.references.refs[logical_id]
+        status = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]["TimeToLiveStatus"]
+        if status != "ENABLED":
+            dynamodb.update_time_to_live(
+                TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+            )
+            deployment.notes.append(f"TTL of {logical_id} ({ttl['AttributeName']}; moto's CloudFormation skips it)")
+
+
+def _attach_managed_policies(deployment: Deployment, iam: Any) -> None:
+    """A role's managed policies, which moto's CloudFormation accepts and ignores."""
+    template, references = deployment.template, deployment.references
     for logical_id in template.of_type("AWS::IAM::Role"):
         role_name = references.refs[logical_id]
         attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]}
@@ -222,9 +257,10 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
                 iam.attach_role_policy(RoleName=role_name, PolicyArn=arn)
                 deployment.notes.append(f"managed policy {arn.rsplit('/', 1)[-1]} on {logical_id} (skipped by moto)")
 
-    # 3. Secrets.
-    secretsmanager = client("secretsmanager")
-    for logical_id, resource in template.of_type("AWS::SecretsManager::Secret").items():
+
+def _create_secrets(deployment: Deployment, secretsmanager: Any) -> None:
+    references = deployment.references
+    for logical_id, resource in deployment.template.of_type("AWS::SecretsManager::Secret").items():
         props = resource.get("Properties", {})
         if "SecretString" in props:
             secret_value = str(references.resolve(props["SecretString"]))
@@ -239,8 +275,10 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
         references.attributes[(logical_id, "Id")] = arn
         deployment.created.append(Created(logical_id, resource["Type"], _direct(resource["Type"]), arn))
 
-    # 4. Functions (placeholder code), so that their names and ARNs exist.
-    awslambda = client("lambda")
+
+def _create_functions(deployment: Deployment, awslambda: Any) -> None:
+    """The functions, with placeholder code, so that their names and ARNs exist."""
+    template, references = deployment.template, deployment.references
     code = _placeholder_zip()
     for spec in template.functions():
         props = spec.properties
@@ -264,8 +302,11 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
             Created(spec.logical_id, "AWS::Lambda::Function", _direct("AWS::Lambda::Function"), name)
         )
 
-    # 5. The roles' inline policies, widened for moto's evaluator.
-    for logical_id, resource in template.of_type("AWS::IAM::Policy").items():
+
+def _put_inline_policies(deployment: Deployment, iam: Any) -> None:
+    """The roles' inline policies, widened for moto's evaluator (see `widened`)."""
+    references = deployment.references
+    for logical_id, resource in deployment.template.of_type("AWS::IAM::Policy").items():
         props = resource.get("Properties", {})
         document = widened(props.get("PolicyDocument", {}))
         for role in props.get("Roles", []):
@@ -277,41 +318,57 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
         references.refs[logical_id] = props.get("PolicyName", logical_id)
         deployment.created.append(Created(logical_id, resource["Type"], _direct(resource["Type"]), logical_id))
 
-    # 6. Resource policies.
-    sqs, s3, sns = client("sqs"), client("s3"), client("sns")
-    for logical_id, resource in resources.items():
-        props = resource.get("Properties", {})
+
+def _put_queue_policy(
+    deployment: Deployment, client: Callable[[str], Any], logical_id: str, props: dict[str, Any]
+) -> None:
+    policy = json.dumps(deployment.references.resolve(props["PolicyDocument"]))
+    for queue in props.get("Queues", []):
+        client("sqs").set_queue_attributes(QueueUrl=deployment.references.resolve(queue), Attributes={"Policy": policy})
+
+
+def _put_bucket_policy(
+    deployment: Deployment, client: Callable[[str], Any], logical_id: str, props: dict[str, Any]
+) -> None:
+    document, dropped = _without_tls_denies(deployment.references.resolve(props["PolicyDocument"]))
+    if dropped:
+        deployment.notes.append(
+            f"{logical_id} without its {dropped} deny(s) on aws:SecureTransport=false (moto sees an "
+            "in-process request as plain HTTP; boto3 always uses HTTPS)"
+        )
+    client("s3").put_bucket_policy(Bucket=deployment.references.resolve(props["Bucket"]), Policy=json.dumps(document))
+
+
+def _put_topic_policy(
+    deployment: Deployment, client: Callable[[str], Any], logical_id: str, props: dict[str, Any]
+) -> None:
+    policy = json.dumps(deployment.references.resolve(props["PolicyDocument"]))
+    for topic in props.get("Topics", []):
+        client("sns").set_topic_attributes(
+            TopicArn=deployment.references.resolve(topic), AttributeName="Policy", AttributeValue=policy
+        )
+
+
+# How each resource policy is put on its resource (moto's CloudFormation models none of them).
+_RESOURCE_POLICIES: dict[str, Callable[[Deployment, Callable[[str], Any], str, dict[str, Any]], None]] = {
+    "AWS::SQS::QueuePolicy": _put_queue_policy,
+    "AWS::S3::BucketPolicy": _put_bucket_policy,
+    "AWS::SNS::TopicPolicy": _put_topic_policy,
+}
+
+
+def _put_resource_policies(deployment: Deployment, client: Callable[[str], Any]) -> None:
+    """The resource policies of queues, bucket and topic, in the template's order."""
+    for logical_id, resource in deployment.template.resources.items():
         kind = resource["Type"]
+        put = _RESOURCE_POLICIES.get(kind)
+        if put is None:
+            continue
         try:
-            if kind == "AWS::SQS::QueuePolicy":
-                policy = json.dumps(references.resolve(props["PolicyDocument"]))
-                for queue in props.get("Queues", []):
-                    sqs.set_queue_attributes(QueueUrl=references.resolve(queue), Attributes={"Policy": policy})
-            elif kind == "AWS::S3::BucketPolicy":
-                document, dropped = _without_tls_denies(references.resolve(props["PolicyDocument"]))
-                if dropped:
-                    deployment.notes.append(
-                        f"{logical_id} without its {dropped} deny(s) on aws:SecureTransport=false (moto sees an "
-                        "in-process request as plain HTTP; boto3 always uses HTTPS)"
-                    )
-                s3.put_bucket_policy(Bucket=references.resolve(props["Bucket"]), Policy=json.dumps(document))
-            elif kind == "AWS::SNS::TopicPolicy":
-                policy = json.dumps(references.resolve(props["PolicyDocument"]))
-                for topic in props.get("Topics", []):
-                    sns.set_topic_attributes(
-                        TopicArn=references.resolve(topic), AttributeName="Policy", AttributeValue=policy
-                    )
-            else:
-                continue
+            put(deployment, client, logical_id, resource.get("Properties", {}))
         except Unresolvable as exc:
             raise RuntimeError(f"{logical_id} ({kind}) refers to {exc}, which the rehearsal did not create") from None
         deployment.created.append(Created(logical_id, kind, _direct(kind), logical_id))
-
-    done = {item.logical_id for item in deployment.created}
-    for logical_id, resource in resources.items():
-        if logical_id not in done:
-            deployment.not_created.setdefault(resource["Type"], []).append(logical_id)
-    return deployment
 
 
 def _without_tls_denies(document: dict[str, Any]) -> tuple[dict[str, Any], int]:
