@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import mailproxy.logic.smtp as smtp_module
+import mailproxy.logic.smtp.session as smtp_session
 from mailproxy.logic.mime import Envelope, MailAttachment, OutgoingMail, build_message
 from mailproxy.logic.smtp import Outcome, SendResult, SmtpAccount, SmtpPool, is_loopback_host, probe
 from tests.smtp_servers import SinkFactory, SmtpSink, free_port
@@ -394,7 +394,7 @@ def test_no_starttls_on_non_loopback_host_refuses_clear_text_auth(
     smtp_sink_factory: SinkFactory, pool: SmtpPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The sink is on 127.0.0.1; pretend it is a remote host by making is_loopback_host say no.
-    monkeypatch.setattr(smtp_module, "is_loopback_host", lambda host: False)
+    monkeypatch.setattr(smtp_session, "is_loopback_host", lambda host: False)
     sink = smtp_sink_factory("plain", auth=(USER, PASSWORD))  # would accept AUTH in clear text
     result = send(pool, sink)
     assert (result.outcome, result.code, result.detail) == (Outcome.ERROR, None, NO_PLAINTEXT_AUTH)
@@ -404,7 +404,7 @@ def test_no_starttls_on_non_loopback_host_refuses_clear_text_auth(
 def test_no_starttls_on_non_loopback_host_without_credentials_sends(
     smtp_sink_factory: SinkFactory, pool: SmtpPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(smtp_module, "is_loopback_host", lambda host: False)
+    monkeypatch.setattr(smtp_session, "is_loopback_host", lambda host: False)
     sink = smtp_sink_factory("plain")
     assert send(pool, sink).outcome is Outcome.SENT
 
@@ -496,7 +496,7 @@ def test_probe_implicit_tls_untrusted(smtp_sink_factory: SinkFactory, distrust_s
 
 
 def test_probe_refuses_clear_text_auth(smtp_sink_factory: SinkFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(smtp_module, "is_loopback_host", lambda host: False)
+    monkeypatch.setattr(smtp_session, "is_loopback_host", lambda host: False)
     sink = smtp_sink_factory("plain", auth=(USER, PASSWORD))
     steps = probe(SmtpAccount(**sink.account()))
     assert [(name, ok) for name, ok, _ in steps] == [
