@@ -1,15 +1,15 @@
-"""Delivery reports (SPEC §5): POST outcomes not yet acknowledged to the client, oldest first within each
-tenant, in batches; mark them delivered only after a 2xx; a failing client stops its own tenant's reports
-for the run and is retried on the next one.
+"""Delivery reports (docs/network.md, "The proxy → your application"): POST outcomes not yet acknowledged
+to the client, oldest first within each tenant, in batches; mark them delivered only after a 2xx; a failing
+client stops its own tenant's reports for the run and is retried on the next one.
 
-The outbox is partitioned per tenant (issue 13) and each tenant is read and posted on its own, in a small
-pool: no tenant's backlog, missing target, failing endpoint or bad credential delays another tenant's
-reports. Every per-tenant failure is caught, counted (`ReportTenantFailures`) and logged with the tenant
-and the exception's type, never its text (it could hold a credential)."""
+The outbox is partitioned per tenant (docs/reliability.md, "Poison reports and tenants") and each tenant is
+read and posted on its own, in a small pool: no tenant's backlog, missing target, failing endpoint or bad
+credential delays another tenant's reports. Every per-tenant failure is caught, counted
+(`ReportTenantFailures`) and logged with the tenant and the exception's type, never its text (it could hold
+a credential)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -23,16 +23,12 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mailproxy.logic.http_guard import HttpPolicy, HttpRefused, HttpUnavailable, is_printable_ascii
+from mailproxy.logic.http_auth import BadCredential, HttpAuth
+from mailproxy.logic.http_guard import HttpPolicy, HttpRefused, HttpUnavailable
 from mailproxy.logic.ssrf import parse_allowlist
 from mailproxy.logic.sweep import sweep_due
 from mailproxy.models import DEFAULT_TENANT, DeliveryReportItem, MessageStatus
 from mailproxy.services import Services
-
-
-class BadCredential(ValueError):
-    """A stored credential that cannot go into a header (written before the API validated it). The message
-    names the field, never the value."""
 
 
 @dataclass(frozen=True)
@@ -47,22 +43,12 @@ class ReportTarget:
 
     def headers(self, body: bytes, now: int) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "genro-mail-proxy-serverless"}
-        if self.token:
-            _check_credential("token", self.token)
-            headers["Authorization"] = f"Bearer {self.token}"
-        elif self.user is not None and self.password is not None:
-            _check_credential("user", self.user)
-            _check_credential("password", self.password)
-            basic = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-            headers["Authorization"] = f"Basic {basic}"
+        auth = HttpAuth(token=self.token, user=self.user, password=self.password)
+        auth.check("report credential")
+        headers.update(auth.headers())
         if self.signing_secret:
             headers["X-GMP-Signature"] = signature(self.signing_secret, body, now)
         return headers
-
-
-def _check_credential(name: str, value: str) -> None:
-    if not is_printable_ascii(value):
-        raise BadCredential(f"report credential {name}: holds a line break or a character that is not printable ASCII")
 
 
 def tenant_target(
