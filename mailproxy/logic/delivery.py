@@ -109,34 +109,33 @@ class BatchDelivery:
 
     def _account(self, key: tuple[str, str]) -> _Account | None:
         if key not in self._accounts:
-            stored = self._services.accounts.get(*key)
-            password, problem = None, None
-            if stored is not None:
-                try:
-                    password = self._services.accounts.password(stored)
-                except Exception as exc:  # one account's bad secret must not fail the other accounts' mail
-                    problem = f"the account's password cannot be decrypted ({type(exc).__name__})"
-            self._accounts[key] = (
-                None
-                if stored is None
-                else _Account(
-                    smtp=SmtpAccount(
-                        host=stored["host"],
-                        port=int(stored["port"]),
-                        user=stored.get("user"),
-                        password=password,
-                        use_tls=bool(stored.get("use_tls")),
-                        # An account stored before the cap existed must not wait forever for a long
-                        # enough invocation.
-                        timeout=min(float(stored.get("timeout", 30.0)), self._settings.max_account_timeout),
-                    ),
-                    problem=problem,
-                    limits={w: int(stored[f]) for w, f in _LIMIT_FIELDS.items() if stored.get(f)},
-                    reject_over_limit=stored.get("limit_behavior") == "reject",
-                    batch_size=int(stored["batch_size"]) if stored.get("batch_size") else None,
-                )
-            )
+            self._accounts[key] = self._read_account(key)
         return self._accounts[key]
+
+    def _read_account(self, key: tuple[str, str]) -> _Account | None:
+        stored = self._services.accounts.get(*key)
+        if stored is None:
+            return None
+        password, problem = None, None
+        try:
+            password = self._services.accounts.password(stored)
+        except Exception as exc:  # one account's bad secret must not fail the other accounts' mail
+            problem = f"the account's password cannot be decrypted ({type(exc).__name__})"
+        return _Account(
+            smtp=SmtpAccount(
+                host=stored["host"],
+                port=int(stored["port"]),
+                user=stored.get("user"),
+                password=password,
+                use_tls=bool(stored.get("use_tls")),
+                # An account stored before the cap existed must not wait forever for a long enough invocation.
+                timeout=min(float(stored.get("timeout", 30.0)), self._settings.max_account_timeout),
+            ),
+            problem=problem,
+            limits={w: int(stored[f]) for w, f in _LIMIT_FIELDS.items() if stored.get(f)},
+            reject_over_limit=stored.get("limit_behavior") == "reject",
+            batch_size=int(stored["batch_size"]) if stored.get("batch_size") else None,
+        )
 
     # -- one record ----------------------------------------------------------------------------------
     def deliver(self, entry: QueueEntry) -> str:
@@ -145,34 +144,15 @@ class BatchDelivery:
         runs out, and SQS or the sweep brings it back)."""
         now = int(self._clock())
         if self._must_wait(entry):
-            # The account's share of this invocation, or the invocation's time, is used up: hand the record
-            # to a later invocation, untouched.
-            self._services.queues.enqueue(
-                [QueueEntry(entry.tenant_id, entry.message_id, entry.account_id, entry.priority, delay=1)]
-            )
-            self.outcomes["requeued"] += 1
-            return "requeued"
-        content_key = (entry.tenant_id, entry.message_id)
-        if content_key not in self._contents:
-            # Not in the batch read (or it failed): read it alone before claiming, so that a failing read
-            # leaves the message untouched for SQS to redeliver.
-            self._contents.update(self._services.messages.contents.get_many([content_key]))
+            return self._hand_on(entry)
+        self._read_content(entry)
         claimed = self._services.messages.claim(
             entry.tenant_id, entry.message_id, now=now, lease_seconds=self._settings.claim_lease_seconds
         )
         if claimed is None:
             self.outcomes["skipped"] += 1
             return "skipped"  # already claimed, sent, ended, suspended, or not due yet: nothing to do
-        try:
-            outcome = self._deliver_claimed(claimed, now)
-        except Exception as exc:
-            # Whatever goes wrong between the claim and the outcome costs this message one attempt, never
-            # its batch-mates. Only the type is logged: an exception's text can carry a credential.
-            self._logger.warning(
-                "delivery failed unexpectedly; deferred",
-                extra={"message_id": claimed["id"], "tenant_id": claimed["tenant_id"], "error": type(exc).__name__},
-            )
-            outcome = self._retry_outcome(claimed, now, f"delivery failed unexpectedly ({type(exc).__name__})")
+        outcome = self._deliver_guarded(claimed, now)
         # Outside the guard: a failing outcome write after a 250 must not become a deferral (a second send).
         return self._record(claimed, outcome)
 
@@ -184,26 +164,67 @@ class BatchDelivery:
             return True
         return self._remaining is not None and self._remaining() < account.smtp.timeout + SENDER_SAFETY_SECONDS
 
+    def _hand_on(self, entry: QueueEntry) -> str:
+        """The account's share of this invocation, or the invocation's time, is used up: hand the record to
+        a later invocation, untouched."""
+        self._services.queues.enqueue(
+            [QueueEntry(entry.tenant_id, entry.message_id, entry.account_id, entry.priority, delay=1)]
+        )
+        self.outcomes["requeued"] += 1
+        return "requeued"
+
+    def _read_content(self, entry: QueueEntry) -> None:
+        """Not in the batch read (or it failed): read it alone before claiming, so that a failing read
+        leaves the message untouched for SQS to redeliver."""
+        content_key = (entry.tenant_id, entry.message_id)
+        if content_key not in self._contents:
+            self._contents.update(self._services.messages.contents.get_many([content_key]))
+
+    def _deliver_guarded(self, claimed: dict[str, Any], now: int) -> Outcome:
+        """Whatever goes wrong between the claim and the outcome costs this message one attempt, never its
+        batch-mates. Only the type is logged: an exception's text can carry a credential."""
+        try:
+            return self._deliver_claimed(claimed, now)
+        except Exception as exc:
+            self._logger.warning(
+                "delivery failed unexpectedly; deferred",
+                extra={"message_id": claimed["id"], "tenant_id": claimed["tenant_id"], "error": type(exc).__name__},
+            )
+            return self._retry_outcome(claimed, now, f"delivery failed unexpectedly ({type(exc).__name__})")
+
     def _deliver_claimed(self, claimed: dict[str, Any], now: int) -> Outcome:
         """The steps after the claim, each of which may end the message; the last one is the SMTP attempt."""
         unfinished = _unfinished_claims(claimed)
         if unfinished >= self._settings.max_attempts:
-            reason = f"gave up after {unfinished} attempts without an outcome"
-            return Outcome(MessageStatus.ERROR, now, error=reason, smtp_attempt=False)
+            return _ended_unsent(now, f"gave up after {unfinished} attempts without an outcome")
         key = (claimed["tenant_id"], claimed["account_id"])
         account = self._account(key)
         if account is None:
-            reason = f"account {claimed['account_id']!r} was deleted"
-            return Outcome(MessageStatus.ERROR, now, error=reason, smtp_attempt=False)
+            return _ended_unsent(now, f"account {claimed['account_id']!r} was deleted")
         self._attempted[key] += 1
+        held_back = self._held_back(claimed, key, account, now)
+        if held_back is not None:
+            return held_back
+        built = self._message(claimed, now)
+        if isinstance(built, Outcome):
+            return built
+        if key in self._unreachable:
+            # One timeout per account per batch, not one per message: the rest wait for the next attempt.
+            return self._retry_outcome(claimed, now, f"not tried: {self._unreachable[key]} (earlier in this batch)")
+        message, envelope = built
+        return self._send(claimed, key, account, message, envelope)
+
+    def _held_back(self, claimed: dict[str, Any], key: tuple[str, str], account: _Account, now: int) -> Outcome | None:
+        """The account cannot be used now (its password does not decrypt), or its rate limit is reached."""
         if account.problem:
             return self._retry_outcome(claimed, now, account.problem)
-        limited = self._over_rate_limit(key, account, now)
-        if limited is not None:
-            return limited
+        return self._over_rate_limit(key, account, now)
+
+    def _message(self, claimed: dict[str, Any], now: int) -> tuple[EmailMessage, Envelope] | Outcome:
+        """The message to send, built from the stored content with its attachments; or why it cannot be."""
         content = self._contents.get((claimed["tenant_id"], claimed["id"]))
         if content is None:
-            return Outcome(MessageStatus.ERROR, now, error="message content is missing", smtp_attempt=False)
+            return _ended_unsent(now, "message content is missing")
         try:
             mail = self._mail(claimed["tenant_id"], content)
         except FetchFailed as failure:
@@ -211,13 +232,9 @@ class BatchDelivery:
                 return self._retry_outcome(claimed, now, failure.reason)
             return Outcome(MessageStatus.ERROR, now, error=failure.reason)
         try:
-            message, envelope = build_message(mail, message_id=claimed["message_id_header"])
+            return build_message(mail, message_id=claimed["message_id_header"])
         except ValueError as exc:
-            return Outcome(MessageStatus.ERROR, now, error=f"message cannot be built: {exc}", smtp_attempt=False)
-        if key in self._unreachable:
-            # One timeout per account per batch, not one per message: the rest wait for the next attempt.
-            return self._retry_outcome(claimed, now, f"not tried: {self._unreachable[key]} (earlier in this batch)")
-        return self._send(claimed, key, account, message, envelope)
+            return _ended_unsent(now, f"message cannot be built: {exc}")
 
     def _over_rate_limit(self, key: tuple[str, str], account: _Account, now: int) -> Outcome | None:
         reservation = self._reservations.get(key)
@@ -320,35 +337,49 @@ class BatchDelivery:
             return "claim_lost"
         status = outcome.status.value
         if outcome.status.is_final:
-            try:
-                expires_at = outcome.ts + RETENTION_SECONDS
-                self._services.messages.contents.ended(claimed["tenant_id"], claimed["id"], expires_at)
-            except Exception:  # best effort: the outcome is written; an orphaned copy expires by the lifecycle rule
-                self._logger.warning("content clean-up failed", extra={"message_id": claimed["id"]}, exc_info=True)
+            self._content_ended(claimed, outcome)
         self.outcomes[status] += 1
         self._metrics.add_metric(name=status.capitalize(), unit=MetricUnit.Count, value=1)
         if outcome.status is MessageStatus.DEFERRED and outcome.not_before is not None:
-            delay = outcome.not_before - int(self._clock())
-            if delay <= MAX_DELAY_SECONDS:
-                # Best effort: if this enqueue is lost, the sweep enqueues the message once it is due.
-                self._services.queues.enqueue(
-                    [
-                        QueueEntry(
-                            claimed["tenant_id"],
-                            claimed["id"],
-                            claimed["account_id"],
-                            int(claimed["priority"]),
-                            delay=delay,
-                        )
-                    ]
-                )
+            self._enqueue_retry(claimed, outcome.not_before)
+        self._log_outcome(claimed, outcome)
+        return status
+
+    def _content_ended(self, claimed: dict[str, Any], outcome: Outcome) -> None:
+        try:
+            expires_at = outcome.ts + RETENTION_SECONDS
+            self._services.messages.contents.ended(claimed["tenant_id"], claimed["id"], expires_at)
+        except Exception:  # best effort: the outcome is written; an orphaned copy expires by the lifecycle rule
+            self._logger.warning("content clean-up failed", extra={"message_id": claimed["id"]}, exc_info=True)
+
+    def _enqueue_retry(self, claimed: dict[str, Any], not_before: int) -> None:
+        delay = not_before - int(self._clock())
+        if delay <= MAX_DELAY_SECONDS:
+            # Best effort: if this enqueue is lost, the sweep enqueues the message once it is due.
+            self._services.queues.enqueue(
+                [
+                    QueueEntry(
+                        claimed["tenant_id"],
+                        claimed["id"],
+                        claimed["account_id"],
+                        int(claimed["priority"]),
+                        delay=delay,
+                    )
+                ]
+            )
+
+    def _log_outcome(self, claimed: dict[str, Any], outcome: Outcome) -> None:
         extra = {
             "message_id": claimed["id"],
             "tenant_id": claimed["tenant_id"],
             "account_id": claimed["account_id"],
-            "status": status,
+            "status": outcome.status.value,
         }
         if outcome.error or outcome.reason:
             extra["reason"] = outcome.error or outcome.reason
         self._logger.info("message outcome", extra=extra)
-        return status
+
+
+def _ended_unsent(now: int, reason: str) -> Outcome:
+    """An error without an SMTP transaction: trying again would end the same way."""
+    return Outcome(MessageStatus.ERROR, now, error=reason, smtp_attempt=False)
