@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	exec $(PY) -m mailproxy.local.runner
+	exec $(PY) -m mailproxy_local.runner
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

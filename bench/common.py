@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -110,9 +109,7 @@ def export_settings(settings: Settings) -> None:
 def handlers_using(services: Services) -> Iterator[None]:
     """The three Lambda handler modules, as deployed, but creating these services (e.g. on a hooked boto3
     session) instead of their own; their settings come from the environment, as in Lambda."""
-    from functions.api import handler as api
-    from functions.reporter import handler as reporter
-    from functions.sender import handler as sender
+    from mailproxy import runtime
     from mailproxy.config import settings as cached_settings
 
     class _These:
@@ -120,18 +117,15 @@ def handlers_using(services: Services) -> Iterator[None]:
         def create(settings: Settings, session: Any = None) -> Services:
             return services
 
-    modules: list[ModuleType] = [api, sender, reporter]
-    saved = [vars(module)["Services"] for module in modules]
+    saved = vars(runtime)["Services"]
     export_settings(services.settings)
-    for module in modules:
-        vars(module)["Services"] = _These
-        vars(module)["_services"].cache_clear()
+    vars(runtime)["Services"] = _These
+    runtime.services.cache_clear()
     try:
         yield
     finally:
-        for module, original in zip(modules, saved, strict=True):
-            vars(module)["Services"] = original
-            vars(module)["_services"].cache_clear()
+        vars(runtime)["Services"] = saved
+        runtime.services.cache_clear()
         cached_settings.cache_clear()
 
 

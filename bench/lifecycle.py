@@ -19,9 +19,9 @@ import boto3
 
 from bench.common import handlers_using, message, moto_in_process, quiet_handlers, rest_event, settings_for
 from bench.counting import AwsCounter
-from mailproxy.local.lambda_context import LocalLambdaContext
-from mailproxy.local.poller import SqsPoller
 from mailproxy.services import Services
+from mailproxy_local.lambda_context import LocalLambdaContext
+from mailproxy_local.poller import SqsPoller
 from tests.conftest import API_TOKEN
 from tests.report_server import report_endpoint
 from tests.smtp_servers import SmtpSink

@@ -30,11 +30,11 @@ from bench.common import account, handlers_using, message, moto_in_process, note
 from bench.counting import AwsCounter
 from bench.lifecycle import operation_name
 from functions.api.app import ApiContext, create_app
-from mailproxy.local.lambda_context import LocalLambdaContext
-from mailproxy.local.poller import SqsPoller
 from mailproxy.logic import delivery, smtp
 from mailproxy.logic.mime import OutgoingMail, build_message
 from mailproxy.services import Services
+from mailproxy_local.lambda_context import LocalLambdaContext
+from mailproxy_local.poller import SqsPoller
 from tests.conftest import API_TOKEN
 from tests.report_server import report_endpoint
 from tests.smtp_servers import SmtpSink

@@ -1,4 +1,4 @@
-"""The local stack (`python -m mailproxy.local.runner`, what `make run` starts) over HTTP.
+"""The local stack (`python -m mailproxy_local.runner`, what `make run` starts) over HTTP.
 
 * Ingestion: `POST /commands/add-messages` in batches of 100 with no sender running (`--senders 0`), so
   the moto server serves the API alone.

@@ -98,7 +98,7 @@ def _in_process_dynamodb_one_request_at_a_time() -> Iterator[None]:
     """moto evaluates a condition and applies the update in separate steps, so two threads could both
     claim one message; DynamoDB makes each conditional write atomic, and the exactly-once claim relies on
     it. In-process moto therefore handles one DynamoDB request at a time, as the local stack's DynamoDB
-    server does (mailproxy/local/moto_launcher.py --serialize)."""
+    server does (mailproxy_local/moto_launcher.py --serialize)."""
     lock = threading.Lock()
     original = BotocoreStubber.__call__
 
@@ -203,15 +203,12 @@ def message_payload(msg_id: str = "MSG-001", **overrides: Any) -> dict[str, Any]
 @pytest.fixture
 def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """The function handlers read their configuration from the environment, as in Lambda."""
-    from functions.api import handler as api_handler
-    from functions.reporter import handler as reporter_handler
-    from functions.sender import handler as sender_handler
+    from mailproxy import runtime
     from mailproxy.config import settings as cached_settings
 
     def reset() -> None:
         cached_settings.cache_clear()
-        for module in (api_handler, sender_handler, reporter_handler):
-            module._services.cache_clear()
+        runtime.services.cache_clear()
 
     for name, value in settings.model_dump(exclude_none=True).items():
         plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value

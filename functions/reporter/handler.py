@@ -12,22 +12,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mailproxy import runtime
 from mailproxy.config import settings
 from mailproxy.logic.reports import Reporter, ReportTarget, tenant_target
 from mailproxy.observability import logger, metrics, tracer
-from mailproxy.services import Services
-
-
-def _get_secret(name: str, **options: Any) -> Any:
-    # Imported on first use: only deployed functions read secrets, and the import costs ~0.09 s of cold start.
-    from aws_lambda_powertools.utilities import parameters
-
-    return parameters.get_secret(name, **options)
-
-
-@cache
-def _services() -> Services:
-    return Services.create(settings())
 
 
 def _secret(value: Any) -> str | None:
@@ -41,7 +29,7 @@ def deployment_target() -> ReportTarget | None:
         return None
     credentials: dict[str, Any] = {}
     if configured.client_sync_secret_arn:
-        credentials = _get_secret(configured.client_sync_secret_arn, transform="json", max_age=300) or {}
+        credentials = runtime.get_secret(configured.client_sync_secret_arn, transform="json", max_age=300) or {}
     return ReportTarget(
         url=str(configured.client_sync_url),
         trusted_host=True,  # the operator's own endpoint: allowed whatever it resolves to (still https in aws)
@@ -83,7 +71,7 @@ def _run_once(context: LambdaContext, source: str) -> dict[str, Any]:
     budget = configured.report_run_budget
     remaining_ms = getattr(context, "get_remaining_time_in_millis", lambda: budget * 1000)()
     budget = min(budget, max(1.0, remaining_ms / 1000 - 5))  # always end before the Lambda timeout
-    services = _services()
+    services = runtime.services()
     fallback = cache(deployment_target)  # read once a tenant needs it: a failing secret read fails only those
     targets: dict[str, ReportTarget | None] = {}
 

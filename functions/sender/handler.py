@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailproxy.config import settings
+from mailproxy import runtime
 from mailproxy.dal.queues import QueueEntry
 from mailproxy.logic.delivery import BatchDelivery
 from mailproxy.observability import logger, metrics, tracer
-from mailproxy.services import Services
-
-
-@cache
-def _services() -> Services:
-    return Services.create(settings())
 
 
 def _entries(event: dict[str, Any]) -> list[QueueEntry]:
@@ -37,7 +30,7 @@ def _entries(event: dict[str, Any]) -> list[QueueEntry]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     with BatchDelivery(
-        _services(),
+        runtime.services(),
         logger=logger,
         metrics=metrics,
         remaining_seconds=(lambda: remaining() / 1000) if remaining else None,

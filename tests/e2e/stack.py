@@ -1,4 +1,4 @@
-"""Starts the whole local stack (`python -m mailproxy.local.runner`, what `make run` execs) as a subprocess."""
+"""Starts the whole local stack (`python -m mailproxy_local.runner`, what `make run` execs) as a subprocess."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def local_stack(env: dict[str, str] | None = None, *, senders: int = 2) -> Itera
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("GMP_", "AWS_"))}
     child_env.update({"GMP_PORT": str(port), "GMP_API_TOKEN": token, "GMP_REPORT_INTERVAL": "1", **(env or {})})
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailproxy.local.runner", "--senders", str(senders)],
+        [sys.executable, "-m", "mailproxy_local.runner", "--senders", str(senders)],
         cwd=ROOT,
         env=child_env,
         stdout=subprocess.PIPE,

@@ -1,7 +1,7 @@
 """The README's local tour, executed as written: its shell blocks, run with bash, in order, on the local stack.
 
 `make run` is represented by `local_stack()`, which starts the module `make run` execs
-(`mailproxy.local.runner`) with the environment the README's first block exports. The only substitutions:
+(`mailproxy_local.runner`) with the environment the README's first block exports. The only substitutions:
 the proxy's host/port (the stack listens on a free port, not 8000), the report endpoint's host/port (a real
 HTTP server of the test) and, per the seed document's account, smtp.gmail.com:587 replaced by an aiosmtpd
 sink on 127.0.0.1 that accepts the README's user and password, so that nothing leaves loopback. The token is
@@ -111,7 +111,7 @@ def environment(reports: ReportEndpoint, tmp_path_factory: pytest.TempPathFactor
     """The README's first block, run by bash: the variables it exports (the token from openssl)."""
     first = tour_blocks()[0]
     assert "make run" in first.splitlines()[-1]
-    assert "exec $(PY) -m mailproxy.local.runner" in (ROOT / "Makefile").read_text()  # what local_stack() runs
+    assert "exec $(PY) -m mailproxy_local.runner" in (ROOT / "Makefile").read_text()  # what local_stack() runs
     exports = "\n".join(line for line in first.splitlines() if line.startswith("export "))
     sync_port = reports.url.split("://", 1)[1].split("/", 1)[0]
     exports = exports.replace(README_SYNC, f"http://{sync_port}")

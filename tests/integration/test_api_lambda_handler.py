@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from mailproxy import runtime
 from mailproxy.config import settings as cached_settings
 from mailproxy.dal.schema import LocalResources
-from mailproxy.local.lambda_context import LocalLambdaContext
+from mailproxy_local.lambda_context import LocalLambdaContext
 from tests.conftest import API_TOKEN, account_payload, make_settings
 
 
@@ -53,10 +54,10 @@ def lambda_handler(aws: LocalResources, monkeypatch: pytest.MonkeyPatch) -> Iter
     from functions.api import handler as module
 
     cached_settings.cache_clear()
-    module._services.cache_clear()
+    runtime.services.cache_clear()
     yield module.handler
     cached_settings.cache_clear()
-    module._services.cache_clear()
+    runtime.services.cache_clear()
 
 
 def test_api_gateway_event_reaches_the_app_and_answers(lambda_handler: Any) -> None:

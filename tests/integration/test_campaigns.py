@@ -141,7 +141,7 @@ def test_account_batch_size_caps_what_one_invocation_sends(
     sink_account(api, sink.port, batch_size=2)
     post(api, *[message_payload(f"m{n}") for n in range(6)])
     from functions.sender import handler as sender
-    from mailproxy.local.poller import SqsPoller
+    from mailproxy_local.poller import SqsPoller
 
     poller = SqsPoller(services.sqs, [services.queues.urgent_url, services.queues.bulk_url], sender.handler)
     first = poller.poll_once()

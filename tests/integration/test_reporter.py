@@ -18,11 +18,11 @@ from mailproxy.config import settings as cached_settings
 from mailproxy.dal.items import to_item
 from mailproxy.dal.keys import STATUS_SK, message_pk, report_pk, report_sk, shard_of
 from mailproxy.dal.messages import NewMessage, Outcome
-from mailproxy.local.lambda_context import LocalLambdaContext
 from mailproxy.logic.reports import Reporter, ReportTarget
 from mailproxy.models import MessageStatus
 from mailproxy.observability import logger, metrics
 from mailproxy.services import Services
+from mailproxy_local.lambda_context import LocalLambdaContext
 from tests.report_server import ReportEndpoint, report_endpoint
 
 SEED_FIELDS = {"id", "account_id", "priority", "sent_ts", "error_ts", "error", "deferred_ts"}

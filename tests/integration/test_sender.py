@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 
 from functions.sender import handler as sender
+from mailproxy import runtime
 from mailproxy.config import Settings
 from mailproxy.dal.messages import Outcome
 from mailproxy.dal.queues import QueueEntry
 from mailproxy.dal.schema import LocalResources
-from mailproxy.local.lambda_context import LocalLambdaContext
-from mailproxy.local.poller import SqsPoller, lambda_record
 from mailproxy.logic.ingest import add_messages
 from mailproxy.models import AccountIn, AddMessagesRequest, MessageStatus
 from mailproxy.services import Services
+from mailproxy_local.lambda_context import LocalLambdaContext
+from mailproxy_local.poller import SqsPoller, lambda_record
 from tests.conftest import make_settings, message_payload
 from tests.smtp_servers import SinkFactory, SmtpSink, free_port
 
@@ -290,7 +291,7 @@ def test_delivery_activity_log_has_one_line_per_attempt_and_no_password(
     from mailproxy.config import settings as cached_settings
 
     cached_settings.cache_clear()
-    sender._services.cache_clear()
+    runtime.services.cache_clear()
     submit(services, message_payload("m1"), message_payload("m2"))
     drain(services)
     lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]

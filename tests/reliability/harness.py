@@ -20,13 +20,13 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
 from functions.reporter import handler as reporter_handler
 from functions.sender import handler as sender_handler
-from mailproxy.local.lambda_context import LocalLambdaContext
-from mailproxy.local.poller import SqsPoller
 from mailproxy.logic.delivery import BatchDelivery
 from mailproxy.logic.ingest import add_messages
 from mailproxy.logic.reports import Reporter
 from mailproxy.models import AddMessagesRequest
 from mailproxy.services import Services
+from mailproxy_local.lambda_context import LocalLambdaContext
+from mailproxy_local.poller import SqsPoller
 from tests.report_server import ReportEndpoint
 from tests.smtp_servers import SmtpSink
 

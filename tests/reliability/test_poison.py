@@ -274,12 +274,12 @@ def test_attachments_over_the_message_cap_end_the_message_at_send_time(
     world: World, smtp_sink_factory: SinkFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each attachment under the per-attachment cap, together over GMP_MESSAGE_MAX_BYTES."""
-    from functions.sender import handler as sender_handler
+    from mailproxy import runtime
     from mailproxy.config import settings as cached_settings
 
     monkeypatch.setenv("GMP_MESSAGE_MAX_BYTES", "3000")
     cached_settings.cache_clear()
-    sender_handler._services.cache_clear()
+    runtime.services.cache_clear()
     with_sink(world, smtp_sink_factory)
     two = [{"filename": f"{n}.bin", "content": "QUFB" * 500} for n in range(2)]  # 1,500 bytes each
     healthy = healthy_and(world, smtp_sink_factory, message_payload("poison", attachments=two))

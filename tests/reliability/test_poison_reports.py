@@ -550,7 +550,7 @@ def test_each_tenant_signs_with_its_own_secret_and_cannot_forge_anothers_reports
 def served_moto() -> Iterator[str]:
     """A moto server handling one request at a time, as the local stack runs it: moto in process is not
     safe for concurrent transactions from threads, and DynamoDB applies each write atomically."""
-    from mailproxy.local.runner import moto_server
+    from mailproxy_local.runner import moto_server
 
     with moto_server(serialize=True) as url:
         yield url

@@ -17,10 +17,10 @@ import pytest
 
 from functions.sender import handler as sender
 from mailproxy.dal.schema import LOCAL_MAX_RECEIVE_COUNT
-from mailproxy.local.lambda_context import LocalLambdaContext
-from mailproxy.local.poller import SqsPoller, lambda_record
 from mailproxy.logic.smtp import SmtpPool
 from mailproxy.models import AccountIn
+from mailproxy_local.lambda_context import LocalLambdaContext
+from mailproxy_local.poller import SqsPoller, lambda_record
 from tests.conftest import message_payload
 from tests.reliability.harness import World, assert_each_once
 from tests.smtp_servers import SinkFactory, SmtpSink

@@ -117,6 +117,7 @@ def test_aws_mode_refuses_a_short_token_read_from_secrets_manager(
     """The deployed API reads its token from Secrets Manager (the CDK generates >= 32 characters: see
     tests/infrastructure/test_secrets.py); a shorter one is refused and nothing gets in."""
     from functions.api import handler as api_handler
+    from mailproxy import runtime
 
     arn = boto3.client("secretsmanager").create_secret(Name=f"gmp-token-{uuid.uuid4().hex}", SecretString="s" * length)[
         "ARN"
@@ -126,18 +127,18 @@ def test_aws_mode_refuses_a_short_token_read_from_secrets_manager(
         plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value
         monkeypatch.setenv(f"GMP_{name.upper()}", str(plain).lower() if isinstance(plain, bool) else str(plain))
     cached_settings.cache_clear()
-    api_handler._services.cache_clear()
+    runtime.services.cache_clear()
     try:
         if ok:
-            assert api_handler._api_token() == "s" * length
+            assert runtime.api_token() == "s" * length
         else:
             with pytest.raises(ConfigError, match="GMP_API_TOKEN"):
-                api_handler._api_token()
+                runtime.api_token()
             client = TestClient(api_handler.app, raise_server_exceptions=False)
             assert client.get("/status", headers={"X-API-Token": "s" * length}).status_code >= 400
     finally:
         cached_settings.cache_clear()
-        api_handler._services.cache_clear()
+        runtime.services.cache_clear()
 
 
 # ------------------------------------------------------------------------------------------- at rest

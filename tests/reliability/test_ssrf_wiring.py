@@ -121,14 +121,12 @@ def test_local_mode_accepts_loopback_and_private_but_not_the_metadata_address(
 
 def reconfigure(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
     """Change the functions' environment (as a redeploy would) and drop their cached settings/services."""
-    from functions.reporter import handler as reporter_handler
-    from functions.sender import handler as sender_handler
+    from mailproxy import runtime
 
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     cached_settings.cache_clear()
-    sender_handler._services.cache_clear()
-    reporter_handler._services.cache_clear()
+    runtime.services.cache_clear()
 
 
 def test_dns_rebinding_after_the_account_check_is_refused_at_connect_time(

@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from mailproxy.local.lambda_context import LocalLambdaContext
+from mailproxy_local.lambda_context import LocalLambdaContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 logger = Logger(child=True)

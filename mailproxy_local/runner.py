@@ -24,8 +24,8 @@ import boto3
 from mailproxy.config import ConfigError, load_settings
 from mailproxy.crypto import new_local_key
 from mailproxy.dal.schema import create_resources
-from mailproxy.local.lambda_context import LocalLambdaContext
-from mailproxy.local.poller import SqsPoller
+from mailproxy_local.lambda_context import LocalLambdaContext
+from mailproxy_local.poller import SqsPoller
 
 LOCAL_REGION = "us-east-1"
 
@@ -56,7 +56,7 @@ def moto_server(port: int | None = None, *, serialize: bool = False) -> Iterator
     port = port or free_port()
     extra = ["--serialize"] if serialize else []
     process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "mailproxy.local.moto_launcher", *extra, "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "mailproxy_local.moto_launcher", *extra, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,  # safe: the runner starts its servers before any thread
@@ -136,11 +136,11 @@ def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, s
     from functions.api.app import ApiContext, create_app
     from functions.reporter import handler as reporter
     from functions.sender import handler as sender
+    from mailproxy import runtime
     from mailproxy.observability import logger
-    from mailproxy.services import Services
 
-    settings = load_settings()
-    services = Services.create(settings)
+    services = runtime.services()  # the handlers' own: one process stands in for each function's container
+    settings = services.settings
     stop, wake_reporter = threading.Event(), threading.Event()
 
     def report_loop() -> None:
@@ -167,8 +167,9 @@ def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, s
     for thread in threads:
         thread.start()
 
-    token = settings.api_token.get_secret_value() if settings.api_token else ""
-    app = create_app(ApiContext(services=lambda: services, api_token=lambda: token, trigger_report=wake_reporter.set))
+    app = create_app(
+        ApiContext(services=runtime.services, api_token=runtime.api_token, trigger_report=wake_reporter.set)
+    )
     print(f"genro-mail-proxy (local) listening on http://{settings.host}:{settings.port}", flush=True)
     print(f"  OpenAPI docs:        http://{settings.host}:{settings.port}/docs", flush=True)
     print(f"  AWS stand-in (moto): {endpoint} (SQS, S3)", flush=True)

@@ -1,4 +1,4 @@
-"""Runs one moto server for the local stack (`python -m mailproxy.local.moto_launcher [--serialize] -p PORT`).
+"""Runs one moto server for the local stack (`python -m mailproxy_local.moto_launcher [--serialize] -p PORT`).
 
 Two adjustments make moto behave like the services it stands in for, under the local stack's load:
 - moto's SQS reads its clock through a datetime-based `unix_time()` for every message it considers on each
