@@ -7,11 +7,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit soak bench synth rehearse clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+REQUIREMENTS := requirements.txt requirements-local.txt requirements-cdk.txt requirements-dev.txt
+WHEELHOUSE := $(VENV)/wheelhouse
+
+# The pins are the requirements files'; the two distributions (the server, ./client) install editable on top.
+# The wheelhouse holds the client's dependencies, for tests/packaging (which installs the client offline).
+$(STAMP): $(REQUIREMENTS) pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
+	$(PY) -m pip install --quiet --no-deps -e . -e client
+	rm -rf $(WHEELHOUSE)
+	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) ./client
+	rm -f $(WHEELHOUSE)/genro_mail_proxy_client-*.whl
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy mailproxy functions stacks app.py client bench rehearsal
+	$(VENV)/bin/mypy mailproxy mailproxy_local functions stacks app.py client bench rehearsal
 
 test: lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15

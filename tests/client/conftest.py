@@ -13,14 +13,17 @@ import pytest
 
 from tests.e2e.stack import LocalStack, local_stack
 from tests.http_servers import QuietHandler, serving
+from tests.smtp_servers import CertAuthority
 
 SENDERS = 2  # make run's default: concurrent sender invocations, as Lambda would run them
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    """The whole local stack (`make run`'s runner) as a subprocess, shared by the tests of one module."""
-    with local_stack(senders=SENDERS) as running:
+def stack(smtp_certs: CertAuthority, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole local stack (`make run`'s runner) as a subprocess, shared by the tests of one module. It
+    trusts the SMTP sinks' CA: `gmp test-smtp` has the proxy, not the CLI, talk to the sink."""
+    ca_bundle = smtp_certs.write_ca_bundle(tmp_path_factory.mktemp("stack-ca") / "ca.pem")
+    with local_stack({"SSL_CERT_FILE": str(ca_bundle)}, senders=SENDERS) as running:
         yield running
 
 

@@ -1,4 +1,4 @@
-"""`gmp`, invoked in process (`client.cli.main([...])`) against the local stack, plus once as the installed
+"""`gmp`, invoked in process (`mailproxy_client.cli.main([...])`) against the local stack, plus once as the installed
 console script. SMTP checks talk to aiosmtpd sinks on 127.0.0.1."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from client import MailProxyClient
-from client.cli import main
+from mailproxy_client import MailProxyClient
+from mailproxy_client.cli import main
 from tests.e2e.stack import LocalStack
 from tests.smtp_servers import SinkFactory, free_port
 
@@ -295,7 +295,8 @@ def test_send_bulk_json_array_and_jsonl(
     assert gmp("send-bulk", str(array), "--batch-size", "1001").code == 2
 
 
-def test_test_smtp_steps(gmp: Gmp, smtp_sink_factory: SinkFactory, trust_smtp_certs: Path, tmp_path: Path) -> None:
+def test_test_smtp_steps(gmp: Gmp, smtp_sink_factory: SinkFactory, tmp_path: Path) -> None:
+    """Through POST /commands/test-smtp: the proxy (trusting the sinks' CA, see conftest.py) runs the steps."""
     sink = smtp_sink_factory("starttls", auth=("sender", "right-password"))
     ok = gmp(
         "test-smtp",
@@ -340,6 +341,26 @@ def test_test_smtp_steps(gmp: Gmp, smtp_sink_factory: SinkFactory, trust_smtp_ce
     assert gmp("test-smtp").code == 2
 
 
+def test_test_smtp_of_a_stored_account(gmp: Gmp, smtp_sink_factory: SinkFactory) -> None:
+    """--account-id: the proxy checks the account with the password it stores; the CLI never sees it."""
+    sink = smtp_sink_factory("starttls", auth=("sender", "stored-pw-77"))
+    add = ("accounts", "add", "probe-me", "--host", sink.host, "--port", str(sink.port), "--user", "sender")
+    assert gmp(*add, "--password-stdin", stdin="stored-pw-77\n").code == 0
+    ok = gmp("test-smtp", "--account-id", "probe-me")
+    assert ok.code == 0, ok.out + ok.err
+    assert ok.out.splitlines()[0] == "testing account probe-me from the proxy; no mail is sent"
+    assert [line.split()[:2] for line in ok.out.splitlines()[1:5]][-1] == ["auth", "ok"]
+    assert "all steps passed" in ok.out
+    assert not sink.saw("MAIL", "RCPT", "DATA")
+
+    unknown = gmp("test-smtp", "--account-id", "no-such-account")
+    assert unknown.code == 1
+    assert unknown.err.strip() == "gmp: error: HTTP 404: account 'no-such-account' not found"
+    mixed = gmp("test-smtp", "--account-id", "probe-me", "--host", sink.host)
+    assert mixed.code == 2
+    assert "--account-id" in mixed.err
+
+
 def test_run_now_and_metrics(gmp: Gmp) -> None:
     run = gmp("run-now")
     assert run.code == 0
@@ -372,7 +393,7 @@ def test_configuration_and_connection_errors(gmp: Gmp, monkeypatch: pytest.Monke
 
 def test_installed_console_script(stack: LocalStack, smtp_sink_factory: SinkFactory) -> None:
     script = Path(sys.executable).with_name("gmp")
-    assert script.is_file(), "run `.venv/bin/pip install --no-deps -e .` to install the gmp script"
+    assert script.is_file(), "run `make install` (pip install --no-deps -e client) to install the gmp script"
     sink = smtp_sink_factory("plain")
     env = {**os.environ, "GMP_URL": stack.url, "GMP_API_TOKEN": stack.token, "COLUMNS": "200"}
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from client import (
+from mailproxy_client import (
     AuthenticationError,
     ConnectionFailed,
     Forbidden,
@@ -20,7 +20,7 @@ from client import (
     NotFound,
     ValidationFailed,
 )
-from client.models import AddMessagesResult
+from mailproxy_client.models import AddMessagesResult
 from tests.client.conftest import ScriptedServer
 from tests.e2e.stack import LocalStack
 from tests.smtp_servers import SinkFactory, free_port
@@ -369,6 +369,20 @@ def test_a_failed_call_keeps_the_partial_result(fake_proxy: ScriptedServer) -> N
         proxy.add_messages([{"id": f"M{n}", "account_id": "a"} for n in range(4)], batch_size=2)
     assert isinstance(caught.value.partial, AddMessagesResult)
     assert caught.value.partial.queued == 2
+
+
+def test_test_smtp_posts_only_the_given_fields_and_reads_the_steps(fake_proxy: ScriptedServer) -> None:
+    steps = [{"step": "connect", "ok": True, "detail": "220 ready"}, {"step": "ehlo", "ok": False, "detail": "554"}]
+    fake_proxy.default = (200, {"ok": False, "steps": steps}, {})
+    proxy = MailProxyClient(fake_proxy.url, "token")
+    check = proxy.test_smtp(host="smtp.example.com", port=587, use_tls=False)
+    assert check.ok is False
+    assert [(s.step, s.ok, s.detail) for s in check.steps] == [("connect", True, "220 ready"), ("ehlo", False, "554")]
+    proxy.test_smtp("smtp-main", tenant_id="acme")
+    first, second = fake_proxy.requests
+    assert (first.method, first.path) == ("POST", "/commands/test-smtp")
+    assert first.json() == {"host": "smtp.example.com", "port": 587, "use_tls": False}
+    assert second.json() == {"account_id": "smtp-main", "tenant_id": "acme"}
 
 
 def test_a_base_url_with_a_stage_path_is_kept(fake_proxy: ScriptedServer) -> None:

@@ -1,4 +1,4 @@
-"""client.reports.parse_delivery_report: real signatures (the proxy's own signing code, and the local stack
+"""mailproxy_client.reports.parse_delivery_report: real signatures (the proxy's own signing code, and the local stack
 posting to an endpoint that uses the helper), bad ones, auth and payload checks."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from client import DeliveryReport, MailProxyClient, Message, ReportRejected, parse_delivery_report
-from client.reports import sign, verify_signature
 from mailproxy.logic.reports import ReportTarget, signature
 from mailproxy.models import DeliveryReportItem
+from mailproxy_client import DeliveryReport, MailProxyClient, Message, ReportRejected, parse_delivery_report
+from mailproxy_client.reports import sign, verify_signature
 from tests.client.conftest import SENDERS
 from tests.e2e.stack import LocalStack, local_stack
 from tests.http_servers import QuietHandler, serving

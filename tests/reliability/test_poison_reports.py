@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from client.reports import ReportRejected, parse_delivery_report
 from functions.api.app import MAX_REQUEST_BYTES, ApiContext, create_app
 from mailproxy.config import ConfigError, load_settings
 from mailproxy.dal.items import to_item
@@ -31,6 +30,7 @@ from mailproxy.logic.reports import Reporter, ReportTarget
 from mailproxy.models import AccountIn, TenantIn
 from mailproxy.observability import logger, metrics
 from mailproxy.services import Services
+from mailproxy_client.reports import ReportRejected, parse_delivery_report
 from tests.conftest import API_TOKEN, AUTH, ReportTriggers, make_settings, message_payload
 from tests.http_servers import QuietHandler, serving
 from tests.reliability.harness import World

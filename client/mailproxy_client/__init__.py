@@ -1,8 +1,8 @@
 """Python client of genro-mail-proxy (serverless): the REST API (:class:`MailProxyClient`), the delivery-report
-helper for your own endpoint (:func:`parse_delivery_report`) and the ``gmp`` command line (``client.cli``)."""
+helper for your own endpoint (:func:`parse_delivery_report`) and the ``gmp`` command line (``mailproxy_client.cli``)."""
 
-from client.api import DEFAULT_URL, MAX_BATCH, MailProxyClient
-from client.errors import (
+from mailproxy_client.api import DEFAULT_URL, MAX_BATCH, MailProxyClient
+from mailproxy_client.errors import (
     AuthenticationError,
     ConnectionFailed,
     Forbidden,
@@ -10,7 +10,7 @@ from client.errors import (
     NotFound,
     ValidationFailed,
 )
-from client.models import (
+from mailproxy_client.models import (
     Account,
     AddMessagesResult,
     Attachment,
@@ -20,10 +20,12 @@ from client.models import (
     MessageInfo,
     MessagesPage,
     Rejection,
+    SmtpCheck,
+    SmtpStep,
     Status,
     Tenant,
 )
-from client.reports import ReportRejected, parse_delivery_report, verify_signature
+from mailproxy_client.reports import ReportRejected, parse_delivery_report, verify_signature
 
 __all__ = [
     "DEFAULT_URL",
@@ -44,6 +46,8 @@ __all__ = [
     "NotFound",
     "Rejection",
     "ReportRejected",
+    "SmtpCheck",
+    "SmtpStep",
     "Status",
     "Tenant",
     "ValidationFailed",

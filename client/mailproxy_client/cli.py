@@ -5,7 +5,8 @@
     gmp send --account ID --from ADDR --to ADDR --subject S --body B      (or --file msg.json)
     gmp messages [--status sent] [--account ID] [--limit 50]
     gmp send-bulk FILE                      (JSON array or JSON Lines; batches, progress bar, summary)
-    gmp test-smtp ACCOUNT.json | --host H --port P [--user U]    (connect, STARTTLS, AUTH; no mail sent)
+    gmp test-smtp ACCOUNT.json | --host H --port P [--user U] | --account-id ID   (from the proxy: connect,
+                                            STARTTLS, AUTH; no mail sent)
     gmp run-now | metrics | health
 
 The proxy's URL and token come from ``--url`` / ``--token`` or the environment (``GMP_URL``, default
@@ -31,9 +32,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from client.api import DEFAULT_URL, MAX_BATCH, MailProxyClient
-from client.errors import AuthenticationError, ConnectionFailed, MailProxyError
-from client.models import Account, AddMessagesResult, Attachment, MessageInfo, PriorityValue, Rejection
+from mailproxy_client.api import DEFAULT_URL, MAX_BATCH, MailProxyClient
+from mailproxy_client.errors import AuthenticationError, ConnectionFailed, MailProxyError
+from mailproxy_client.models import Account, AddMessagesResult, Attachment, MessageInfo, PriorityValue, Rejection
 
 __all__ = ["main"]
 
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = command(
         "test-smtp",
-        "check an SMTP account from this machine: connect, EHLO, STARTTLS, AUTH; no mail is sent",
+        "check an SMTP account from the proxy: connect, EHLO, STARTTLS, AUTH; no mail is sent",
         cmd_test_smtp,
     )
     probe.add_argument(
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         help='account JSON ({"host", "port", "user", "password", "use_tls", "timeout"}): a file, - for stdin, '
         "or the JSON text itself; flags override it",
     )
+    probe.add_argument("--account-id", help="check this stored account instead (its password stays in the proxy)")
+    probe.add_argument("--tenant", help="tenant id (default: the default tenant)")
     _smtp_arguments(probe, required=False)
 
     command("run-now", "enqueue due deferred messages now and run a report cycle", cmd_run_now)
@@ -410,15 +413,40 @@ def cmd_accounts_delete(args: argparse.Namespace, out: Console, err: Console) ->
 
 
 def cmd_send(args: argparse.Namespace, out: Console, err: Console) -> int:
-    message: dict[str, Any] = {}
-    if args.file:
-        loaded = _parse_json(_read_source(args.file), args.file)
-        if not isinstance(loaded, dict):
-            raise UsageError(f"{args.file}: expected one JSON object (a message); use send-bulk for a list")
-        message.update(loaded)
+    message = _message_from_file(args.file) if args.file else {}
     if args.body_file:
         message["body"] = _read_source(args.body_file)
-    flags = {
+    message.update({k: v for k, v in _message_flags(args).items() if v is not None})
+    if args.header:
+        message["headers"] = _with_headers(message.get("headers"), args.header)
+    if args.attach:
+        message["attachments"] = _with_attachments(message.get("attachments"), args.attach)
+    message.setdefault("id", f"gmp-{uuid.uuid4().hex}")
+    _require_sender_and_recipients(message)
+
+    with _client(args) as proxy:
+        result = proxy.add_messages([message])
+    if _as_json(args):
+        _print_json(out, result.model_dump())
+    elif result.queued:
+        out.print(Text(f"queued {message['id']}"))
+    elif result.duplicates:
+        out.print(Text(f"already known: {message['id']} (not queued again, never sent twice)"))
+    for rejection in result.rejected:
+        _fail(err, f"rejected {rejection.id or message['id']}: {rejection.reason}")
+    return 1 if result.rejected else 0
+
+
+def _message_from_file(source: str) -> dict[str, Any]:
+    loaded = _parse_json(_read_source(source), source)
+    if not isinstance(loaded, dict):
+        raise UsageError(f"{source}: expected one JSON object (a message); use send-bulk for a list")
+    return loaded
+
+
+def _message_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The message fields `gmp send`'s flags give (None: not given, the file's value stays)."""
+    return {
         "id": args.id,
         "account_id": args.account_id,
         "from": args.from_addr,
@@ -433,24 +461,29 @@ def cmd_send(args: argparse.Namespace, out: Console, err: Console) -> int:
         "deferred_ts": args.deferred_ts,
         "batch_code": args.batch_code,
     }
-    message.update({k: v for k, v in flags.items() if v is not None})
-    if args.header:
-        headers = dict(message.get("headers") or {})
-        for header in args.header:
-            name, sep, value = header.partition(":")
-            if not sep or not name.strip():
-                raise UsageError(f"--header: expected 'Name: value', got {header!r}")
-            headers[name.strip()] = value.strip()
-        message["headers"] = headers
-    if args.attach:
-        attachments = list(message.get("attachments") or [])
-        for path in args.attach:
-            try:
-                attachments.append(Attachment.from_file(path).model_dump(exclude_none=True))
-            except OSError as exc:
-                raise UsageError(f"--attach {path}: {exc.strerror or exc}") from None
-        message["attachments"] = attachments
-    message.setdefault("id", f"gmp-{uuid.uuid4().hex}")
+
+
+def _with_headers(headers: dict[str, str] | None, flags: list[str]) -> dict[str, str]:
+    merged = dict(headers or {})
+    for header in flags:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header: expected 'Name: value', got {header!r}")
+        merged[name.strip()] = value.strip()
+    return merged
+
+
+def _with_attachments(attachments: list[Any] | None, paths: list[str]) -> list[Any]:
+    merged = list(attachments or [])
+    for path in paths:
+        try:
+            merged.append(Attachment.from_file(path).model_dump(exclude_none=True))
+        except OSError as exc:
+            raise UsageError(f"--attach {path}: {exc.strerror or exc}") from None
+    return merged
+
+
+def _require_sender_and_recipients(message: dict[str, Any]) -> None:
     missing = [
         flag
         for flag, present in (
@@ -462,18 +495,6 @@ def cmd_send(args: argparse.Namespace, out: Console, err: Console) -> int:
     ]
     if missing:
         raise UsageError("missing " + ", ".join(missing))
-
-    with _client(args) as proxy:
-        result = proxy.add_messages([message])
-    if _as_json(args):
-        _print_json(out, result.model_dump())
-    elif result.queued:
-        out.print(Text(f"queued {message['id']}"))
-    elif result.duplicates:
-        out.print(Text(f"already known: {message['id']} (not queued again, never sent twice)"))
-    for rejection in result.rejected:
-        _fail(err, f"rejected {rejection.id or message['id']}: {rejection.reason}")
-    return 1 if result.rejected else 0
 
 
 def _addresses(values: list[str] | None) -> list[str] | None:
@@ -619,54 +640,69 @@ def cmd_messages(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_test_smtp(args: argparse.Namespace, out: Console, err: Console) -> int:
-    try:
-        from mailproxy.logic.smtp import SmtpAccount, probe
-    except ImportError:  # pragma: no cover - the client installed without the proxy
-        raise UsageError("test-smtp needs the mailproxy package (install genro-mail-proxy-serverless)") from None
+    if args.account_id:
+        request = _stored_account_check(args)
+        target = f"account {args.account_id}"
+    else:
+        request = _server_check(args)
+        mode = "implicit TLS" if request.get("use_tls") else "STARTTLS when offered"
+        target = f"{request['host']}:{request['port']} ({mode})"
+    if args.tenant:
+        request["tenant_id"] = args.tenant
+    with _client(args) as proxy:
+        if not _as_json(args):
+            out.print(Text(f"testing {target} from the proxy; no mail is sent"))
+        check = proxy.test_smtp(**request)
+    if _as_json(args):
+        _print_json(out, check.model_dump())
+        return 0 if check.ok else 1
+    for step in check.steps:
+        mark = Text(" ok     ", style="green") if step.ok else Text(" FAILED ", style="bold red")
+        out.print(Text(f"{step.step:<9}") + mark + Text(step.detail))
+    out.print(Text("all steps passed", style="green") if check.ok else Text("the account does not work", style="red"))
+    return 0 if check.ok else 1
 
-    values: dict[str, Any] = {}
-    if args.account:
-        text = args.account if args.account.lstrip().startswith("{") else _read_source(args.account)
-        loaded = _parse_json(text, "account" if args.account.lstrip().startswith("{") else args.account)
-        if not isinstance(loaded, dict):
-            raise UsageError("the account must be a JSON object")
-        values.update(loaded)
-    for name in ("host", "port", "user"):
-        if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
-    if args.use_tls is not None:
-        values["use_tls"] = args.use_tls
+
+_SERVER_FLAGS = ("account", "host", "port", "user", "password", "use_tls", "smtp_timeout")
+
+
+def _stored_account_check(args: argparse.Namespace) -> dict[str, Any]:
+    given = [name for name in _SERVER_FLAGS if getattr(args, name) not in (None, False)]
+    if given or args.password_stdin:
+        raise UsageError("--account-id tests the stored account: no account JSON or server flags with it")
+    return {"account_id": args.account_id}
+
+
+def _server_check(args: argparse.Namespace) -> dict[str, Any]:
+    """The ad-hoc account: the account JSON (a file, - or the text itself), then the flags over it."""
+    values = _account_json(args.account) if args.account else {}
+    flags = {"host": args.host, "port": args.port, "user": args.user, "use_tls": args.use_tls}
+    values.update({k: v for k, v in flags.items() if v is not None})
     if args.smtp_timeout is not None:
         values["timeout"] = args.smtp_timeout
     if args.password_stdin or args.password is not None or (values.get("user") and not values.get("password")):
         values["password"] = _password(args, values.get("user"))
     if not values.get("host") or not values.get("port"):
-        raise UsageError("test-smtp needs a host and a port (account JSON or --host/--port)")
+        raise UsageError("test-smtp needs a host and a port (account JSON or --host/--port), or --account-id")
     try:
-        account = SmtpAccount(
-            host=str(values["host"]),
-            port=int(values["port"]),
-            user=values.get("user") or None,
-            password=values.get("password") or None,
-            use_tls=bool(values.get("use_tls", False)),
-            timeout=float(values.get("timeout") or 30.0),
-        )
+        return {
+            "host": str(values["host"]),
+            "port": int(values["port"]),
+            "user": values.get("user") or None,
+            "password": values.get("password") or None,
+            "use_tls": bool(values.get("use_tls", False)),
+            "timeout": float(values["timeout"]) if values.get("timeout") else None,
+        }
     except (TypeError, ValueError) as exc:
         raise UsageError(f"bad account: {exc}") from None
 
-    mode = "implicit TLS" if account.use_tls else "STARTTLS when offered"
-    if not _as_json(args):
-        out.print(Text(f"testing {account.host}:{account.port} ({mode}); no mail is sent"))
-    steps = probe(account)
-    ok = bool(steps) and all(step_ok for _, step_ok, _ in steps) and steps[-1][0] == "auth"
-    if _as_json(args):
-        _print_json(out, {"ok": ok, "steps": [{"step": n, "ok": s, "detail": d} for n, s, d in steps]})
-        return 0 if ok else 1
-    for name, step_ok, detail in steps:
-        mark = Text(" ok     ", style="green") if step_ok else Text(" FAILED ", style="bold red")
-        out.print(Text(f"{name:<9}") + mark + Text(detail))
-    out.print(Text("all steps passed", style="green") if ok else Text("the account does not work", style="red"))
-    return 0 if ok else 1
+
+def _account_json(source: str) -> dict[str, Any]:
+    inline = source.lstrip().startswith("{")
+    loaded = _parse_json(source if inline else _read_source(source), "account" if inline else source)
+    if not isinstance(loaded, dict):
+        raise UsageError("the account must be a JSON object")
+    return loaded
 
 
 def cmd_run_now(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -686,5 +722,5 @@ def cmd_metrics(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m client.cli
+if __name__ == "__main__":  # python -m mailproxy_client.cli
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Exceptions raised by :class:`client.MailProxyClient`: each carries the HTTP status and the API's error."""
+"""Exceptions raised by :class:`mailproxy_client.MailProxyClient`: each carries the HTTP status and the API's error."""
 
 from __future__ import annotations
 

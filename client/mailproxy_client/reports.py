@@ -1,6 +1,6 @@
 """Receive delivery reports: check and parse the proxy's POST to your endpoint, with no web framework.
 
-    from client.reports import ReportRejected, parse_delivery_report
+    from mailproxy_client.reports import ReportRejected, parse_delivery_report
 
     def proxy_sync(request):                       # your framework's view, whatever it is
         try:
@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from client.models import DeliveryReport
+from mailproxy_client.models import DeliveryReport
 
 __all__ = ["SIGNATURE_HEADER", "DeliveryReport", "ReportRejected", "parse_delivery_report", "sign", "verify_signature"]
 

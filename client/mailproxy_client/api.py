@@ -1,6 +1,6 @@
 """``MailProxyClient``: the proxy's REST API from Python, with retries and typed answers.
 
-    from client import MailProxyClient, Message
+    from mailproxy_client import MailProxyClient, Message
 
     with MailProxyClient("http://127.0.0.1:8000", token) as proxy:
         proxy.put_account("smtp-main", host="smtp.example.com", port=587, user="me", password="...")
@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import httpx
 
-from client.errors import (
+from mailproxy_client.errors import (
     AuthenticationError,
     ConnectionFailed,
     Forbidden,
@@ -36,7 +36,7 @@ from client.errors import (
     NotFound,
     ValidationFailed,
 )
-from client.models import (
+from mailproxy_client.models import (
     Account,
     AddMessagesResult,
     Message,
@@ -44,6 +44,7 @@ from client.models import (
     MessagesPage,
     PriorityValue,
     Rejection,
+    SmtpCheck,
     Status,
     Tenant,
 )
@@ -242,6 +243,35 @@ class MailProxyClient:
         flush()
         return total
 
+    def test_smtp(
+        self,
+        account_id: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        use_tls: bool | None = None,
+        timeout: float | None = None,
+        tenant_id: str | None = None,
+    ) -> SmtpCheck:
+        """``POST /commands/test-smtp``: the proxy connects to the SMTP server, says EHLO, STARTTLS (unless
+        ``use_tls``: implicit TLS) and AUTH (with a user), and sends no mail. Either a stored account
+        (``account_id``, with ``tenant_id``) or a server given here (``host``, ``port``...). A failing step
+        is an answer (``ok=False``), not an error; bad input raises :class:`ValidationFailed`."""
+        payload: dict[str, Any] = {
+            "account_id": account_id,
+            "host": host,
+            "port": port,
+            "user": user,
+            "password": password,
+            "use_tls": use_tls,
+            "timeout": timeout,
+            "tenant_id": tenant_id,
+        }
+        body = {k: v for k, v in payload.items() if v is not None}
+        return SmtpCheck.model_validate(self._object(self._request("POST", "/commands/test-smtp", json=body)))
+
     def run_now(self) -> dict[str, Any]:
         """``POST /commands/run-now``: enqueue due deferred messages now and start a report cycle."""
         return self._object(self._request("POST", "/commands/run-now"))
@@ -353,7 +383,7 @@ class MailProxyClient:
 
     def create_signing_secret(self, tenant_id: str) -> str:
         """``POST /tenant/{id}/signing-secret``: a new (or rotated) secret that signs the reports posted to
-        the tenant's own endpoint, returned once; verify with ``client.reports.verify_signature``."""
+        the tenant's own endpoint, returned once; verify with ``mailproxy_client.reports.verify_signature``."""
         body = self._object(self._request("POST", f"/tenant/{_quote(tenant_id)}/signing-secret"))
         return str(body["signing_secret"])
 

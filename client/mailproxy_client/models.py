@@ -26,6 +26,8 @@ __all__ = [
     "MessagesPage",
     "PriorityValue",
     "Rejection",
+    "SmtpCheck",
+    "SmtpStep",
     "Status",
     "Tenant",
 ]
@@ -198,6 +200,21 @@ class Status(_Response):
     mode: str | None = None
     dependencies: dict[str, str] = Field(default_factory=dict)
     queues: dict[str, int] = Field(default_factory=dict)
+
+
+class SmtpStep(_Response):
+    """One step of an SMTP check: ``connect`` (with the implicit TLS handshake), ``ehlo``, ``starttls``, ``auth``."""
+
+    step: str
+    ok: bool
+    detail: str = ""
+
+
+class SmtpCheck(_Response):
+    """``POST /commands/test-smtp``: the steps stop at the first failure; ``ok`` says the account works."""
+
+    ok: bool
+    steps: list[SmtpStep] = Field(default_factory=list)
 
 
 class DeliveryReport(_Response):
