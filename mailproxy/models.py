@@ -227,38 +227,30 @@ TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern
 PriorityField = Annotated[Priority, BeforeValidator(_priority)]
 
 
+# An SMTP server and its credentials, as `POST /account` stores them and `POST /commands/test-smtp` tries them.
+SmtpHost = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\[\]_-]+$")]
+SmtpPort = Annotated[int, Field(ge=1, le=65535)]
+SmtpUser = Annotated[HeaderText, StringConstraints(max_length=320)]
+SmtpPassword = Annotated[SecretStr, Field(max_length=1024)]
+SmtpTimeout = Annotated[float, Field(ge=0.1, le=300)]
+
+
 class AccountIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: AccountIdentifier
     tenant_id: TenantId = DEFAULT_TENANT
-    host: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\[\]_-]+$")]
-    port: int = Field(ge=1, le=65535)
-    user: Annotated[HeaderText, StringConstraints(max_length=320)] | None = None
-    password: SecretStr | None = Field(default=None, max_length=1024)
+    host: SmtpHost
+    port: SmtpPort
+    user: SmtpUser | None = None
+    password: SmtpPassword | None = None
     use_tls: bool = False
-    timeout: float = Field(default=30.0, ge=0.1, le=300)
+    timeout: SmtpTimeout = 30.0
     limit_per_minute: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_per_hour: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_per_day: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_behavior: Literal["defer", "reject"] = "defer"
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
-
-
-class AccountOut(BaseModel):
-    id: str
-    tenant_id: str
-    host: str
-    port: int
-    user: str | None = None
-    password: str | None = Field(default=None, description="'***' when a password is stored; never the password")
-    use_tls: bool
-    timeout: float
-    limit_per_minute: int | None = None
-    limit_per_hour: int | None = None
-    limit_per_day: int | None = None
-    limit_behavior: str = "defer"
-    batch_size: int | None = None
 
 
 def _printable_ascii(value: Any) -> Any:
@@ -489,6 +481,28 @@ class SuspendRequest(TenantScoped):
     batch_code: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
+class SmtpProbeRequest(TenantScoped):
+    """`POST /commands/test-smtp`: a stored account (`account_id`, of `tenant_id`) or an ad-hoc one
+    (`host`, `port` and optionally `user`, `password`, `use_tls`, `timeout`), never both."""
+
+    account_id: AccountIdentifier | None = Field(default=None, description="a stored account of the tenant")
+    host: SmtpHost | None = None
+    port: SmtpPort | None = None
+    user: SmtpUser | None = None
+    password: SmtpPassword | None = None
+    use_tls: bool = False
+    timeout: SmtpTimeout = 30.0
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SmtpProbeRequest:
+        ad_hoc = {"host", "port", "user", "password", "use_tls", "timeout"} & self.model_fields_set
+        if self.account_id is not None and ad_hoc:
+            raise ValueError(f"account_id: names a stored account; leave out {', '.join(sorted(ad_hoc))}")
+        if self.account_id is None and (self.host is None or self.port is None):
+            raise ValueError("account_id, or host and port: one of the two is required")
+        return self
+
+
 class DeliveryReportItem(BaseModel):
     """One entry of `{"delivery_report": [...]}`: the seed document's fields; a deferred entry also
     carries `deferred_reason` (issue 10), the others do not. `tenant_id` (issue 13) names the tenant
@@ -559,15 +573,3 @@ class TenantIn(BaseModel):
     client_attachment_path: UrlPath = "/mail-proxy/attachments"
     client_auth: ClientAuth | None = None
     active: bool = True
-
-
-class TenantOut(BaseModel):
-    id: str
-    name: str | None = None
-    client_base_url: str | None = None
-    client_sync_path: str
-    client_attachment_path: str
-    client_auth: dict[str, Any] | None = Field(default=None, description="method and user; secrets masked")
-    active: bool
-    has_api_key: bool = False
-    has_signing_secret: bool = False
