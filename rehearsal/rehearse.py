@@ -306,22 +306,10 @@ class Scenario:
         return answer
 
     def play(self, esm_clients: dict[str, Any]) -> None:
-        api_run = self.run_fn("api")
-        token_secret = next((v for v in api_run.declared.values() if v.startswith("arn:aws:secretsmanager:")), None)
-        if token_secret is None:
-            self.fail("api: the template gives it no Secrets Manager secret (the API token)")
+        """One account, two messages (one small, one stored in S3) through SMTP, their reports to the endpoint."""
+        report_token = self._set_tokens()
+        if report_token is None:
             return
-        self.token = self.admin.client("secretsmanager", region_name=REGION).get_secret_value(SecretId=token_secret)[
-            "SecretString"
-        ]
-        report_token = secrets.token_hex(16)
-        reporter_run = self.run_fn("reporter")
-        for value in reporter_run.declared.values():
-            if value.startswith("arn:aws:secretsmanager:"):  # the operator's step after deploy (docs/deploy.md)
-                self.admin.client("secretsmanager", region_name=REGION).put_secret_value(
-                    SecretId=value, SecretString=json.dumps({"token": report_token})
-                )
-
         self.api("GET", "/status")
         user, password = self.sink.auth
         self.api(
@@ -336,6 +324,40 @@ class Scenario:
                 "use_tls": False,
             },
         )
+        big_body = self._add_messages()
+        self.event_source_mapping("sender", esm_clients["sender"])
+        self._check_delivered(big_body, user)
+        self.api("GET", "/messages")
+        self.api("POST", "/commands/run-now")
+        self.scheduled("reporter")
+        self._check_reports(report_token)
+        listed = self.api("GET", "/messages")
+        states = {m.get("id"): m.get("status") for m in listed.get("messages", [])}
+        self.step(f"api GET /messages: {states}")
+        self.api("DELETE", "/account/rehearsal")
+
+    def _set_tokens(self) -> str | None:
+        """Read the API token from the api's secret and write the report token into the reporter's (the
+        operator's step after deploy, docs/deploy.md); the report token, or None without an API token."""
+        api_run = self.run_fn("api")
+        token_secret = next((v for v in api_run.declared.values() if v.startswith("arn:aws:secretsmanager:")), None)
+        if token_secret is None:
+            self.fail("api: the template gives it no Secrets Manager secret (the API token)")
+            return None
+        self.token = self.admin.client("secretsmanager", region_name=REGION).get_secret_value(SecretId=token_secret)[
+            "SecretString"
+        ]
+        report_token = secrets.token_hex(16)
+        reporter_run = self.run_fn("reporter")
+        for value in reporter_run.declared.values():
+            if value.startswith("arn:aws:secretsmanager:"):
+                self.admin.client("secretsmanager", region_name=REGION).put_secret_value(
+                    SecretId=value, SecretString=json.dumps({"token": report_token})
+                )
+        return report_token
+
+    def _add_messages(self) -> str:
+        """Queue REHEARSAL-1 (small) and REHEARSAL-2 (large); the large one's body, to compare on arrival."""
         # ~150 KB that does not compress: stored in S3, above the table's inline limit.
         noise = base64.b64encode(secrets.token_bytes(110_000)).decode()
         big_body = "\n".join(noise[i : i + 76] for i in range(0, len(noise), 76))
@@ -367,7 +389,10 @@ class Scenario:
         )
         if added.get("rejected"):
             self.fail(f"api: add-messages rejected {added['rejected']}")
-        self.event_source_mapping("sender", esm_clients["sender"])
+        return big_body
+
+    def _check_delivered(self, big_body: str, user: str) -> None:
+        """Both messages at the SMTP server, over STARTTLS with AUTH, the large one's body intact."""
         try:
             received = self.sink.wait_for_messages(2, timeout=2)
         except TimeoutError as exc:
@@ -384,9 +409,9 @@ class Scenario:
                     self.fail("sender: the large message's body did not arrive intact")
             if not message.tls or message.auth_user != user:
                 self.fail("sender: the message was not sent over STARTTLS with AUTH")
-        self.api("GET", "/messages")
-        self.api("POST", "/commands/run-now")
-        self.scheduled("reporter")
+
+    def _check_reports(self, report_token: str) -> None:
+        """A 'sent' report of each message at the endpoint, posted with the client-sync secret's token."""
         items = self.receiver.items()
         self.result.reports = items
         statuses = {item.get("id"): "sent" if item.get("sent_ts") else "not sent" for item in items}
@@ -396,10 +421,6 @@ class Scenario:
                 self.fail(f"reporter: no 'sent' report for {message_id} reached the endpoint{self._log('reporter')}")
         if self.receiver.requests and self.receiver.requests[0].get("authorization") != f"Bearer {report_token}":
             self.fail("reporter: the report was not posted with the client-sync secret's token")
-        listed = self.api("GET", "/messages")
-        states = {m.get("id"): m.get("status") for m in listed.get("messages", [])}
-        self.step(f"api GET /messages: {states}")
-        self.api("DELETE", "/account/rehearsal")
 
 
 def _check_calls(result: Result) -> None:
@@ -453,7 +474,6 @@ def rehearse(
     from moto import mock_aws
     from moto.core import set_initial_no_auth_action_count
 
-    from mailproxy.logic.ssrf import ALLOWLIST_VARIABLE
     from tests.smtp_servers import CertAuthority, SmtpSink
 
     result = Result()
@@ -495,93 +515,26 @@ def rehearse(
         log(f"resources created in moto in {time.monotonic() - started:.1f} s")
 
         iam = setup.client("iam")
-        iam.create_user(UserName="rehearsal-admin")
-        iam.put_user_policy(
-            UserName="rehearsal-admin",
-            PolicyName="admin",
-            PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-            ),
+        admin = _admin_session(iam, recorder)
+        wiring = _Wiring(
+            deployment=deployment,
+            sts=admin.client("sts"),
+            iam=iam,
+            recorder=recorder,
+            stream=stream,
+            problems=result.problems,
+            report_url_placeholder=report_url_placeholder,
+            receiver_url=receiver.url,
+            ca_bundle=ca_bundle,
         )
-        key = iam.create_access_key(UserName="rehearsal-admin")["AccessKey"]
-        admin = boto3.session.Session(
-            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], region_name=REGION
-        )
-        recorder.identify(key["AccessKeyId"], "rehearsal", "set-up")
-        sts = admin.client("sts")
-
-        prefix, known = _code_settings()
-        placeholder = report_url_placeholder
-        esm_clients: dict[str, Any] = {}
         for spec in template.functions():
-            role_arn = deployment.references.get_att(spec.role_id, "Arn")
-            credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=spec.name)["Credentials"]
-            recorder.identify(credentials["AccessKeyId"], spec.name)
-            if template.event_sources_of(spec.logical_id):
-                esm = sts.assume_role(RoleArn=role_arn, RoleSessionName=f"{spec.name}-event-source")["Credentials"]
-                recorder.identify(esm["AccessKeyId"], spec.name, "event source mapping")
-                esm_clients[spec.name] = boto3.session.Session(
-                    aws_access_key_id=esm["AccessKeyId"],
-                    aws_secret_access_key=esm["SecretAccessKey"],
-                    aws_session_token=esm["SessionToken"],
-                    region_name=REGION,
-                ).client("sqs")
-            declared: dict[str, str] = {}
-            for name, raw in spec.environment.items():
-                try:
-                    declared[name] = str(deployment.references.resolve(raw))
-                except Unresolvable as exc:
-                    kind = template.resources.get(exc.logical_id, {}).get("Type", "no such resource")
-                    result.problems.append(
-                        f"{spec.name}: environment variable {name} refers to {exc} ({kind}), which the rehearsal "
-                        "did not create"
-                    )
-                if name.startswith(prefix) and name.upper() not in known:
-                    result.problems.append(
-                        f"{spec.name}: the template sets {name}, which the code never reads (no setting of that "
-                        "name in mailproxy.config.Settings): a renamed or misspelt variable?"
-                    )
-            additions = {ALLOWLIST_VARIABLE: "127.0.0.1", "SSL_CERT_FILE": str(ca_bundle), XRAY_SWITCH: "false"}
-            for name, value in declared.items():
-                if placeholder and value == placeholder:  # the report URL given at synthesis
-                    additions[name] = receiver.url
-            if spec.name == "reporter" and not (placeholder and placeholder in declared.values()):
-                result.problems.append(
-                    "reporter: no variable of its template environment holds the report URL the rehearsal "
-                    f"synthesized ({placeholder}): synthesize with -c client_sync_url=<that URL> "
-                    "(python -m rehearsal does), or no report can reach the endpoint"
-                )
-            function_name = deployment.references.ref(spec.logical_id)
-            log_group = spec.properties.get("LoggingConfig", {}).get("LogGroup")
-            environment = {
-                **lambda_runtime_environment(
-                    function_name=function_name,
-                    region=REGION,
-                    memory=spec.memory,
-                    handler=spec.handler,
-                    log_group=str(deployment.references.resolve(log_group)) if log_group else "",
-                    credentials=credentials,
-                ),
-                **declared,
-                **additions,
-            }
-            statements, labels = _resolved_statements(template, deployment, spec, iam)
-            container = Container(
-                name=spec.name,
-                handler_path=spec.handler,
-                environment=environment,
-                function_arn=deployment.references.get_att(spec.logical_id, "Arn"),
-                memory=spec.memory,
-                timeout=spec.timeout,
-                stream=stream,
-            )
-            result.functions[spec.name] = FunctionRun(spec, container, declared, additions, statements, labels)
+            result.functions[spec.name] = wiring.function_run(spec)
 
         scenario = Scenario(result, deployment, admin, sink, receiver)
 
         def play() -> None:
             try:
-                scenario.play(esm_clients)
+                scenario.play(wiring.esm_clients)
             except Exception as exc:  # a crash is a finding like any other; the calls made so far are kept
                 result.problems.append(f"the scenario stopped: {type(exc).__name__}: {exc}")
 
@@ -594,6 +547,126 @@ def rehearse(
     _check_calls(result)
     _find_unused(result)
     return result
+
+
+def _admin_session(iam: Any, recorder: Recorder) -> Any:
+    """A session of an admin user, for the rehearsal's own calls once IAM is enforced (moto then refuses a
+    key that belongs to no user or role); recorded as the rehearsal's set-up, not as any function's."""
+    iam.create_user(UserName="rehearsal-admin")
+    iam.put_user_policy(
+        UserName="rehearsal-admin",
+        PolicyName="admin",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    key = iam.create_access_key(UserName="rehearsal-admin")["AccessKey"]
+    recorder.identify(key["AccessKeyId"], "rehearsal", "set-up")
+    return boto3.session.Session(
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], region_name=REGION
+    )
+
+
+@dataclass
+class _Wiring:
+    """What it takes to run each function in-process as Lambda would: its role's credentials, its template
+    environment resolved against the deployment, the rehearsal's additions (loopback servers, private CA, no
+    X-Ray daemon: see XRAY_SWITCH)."""
+
+    deployment: Deployment
+    sts: Any
+    iam: Any
+    recorder: Recorder
+    stream: RoutedStream
+    problems: list[str]
+    report_url_placeholder: str | None
+    receiver_url: str
+    ca_bundle: Path
+    esm_clients: dict[str, Any] = field(default_factory=dict)  # function name -> SQS client of its event sources
+
+    def function_run(self, spec: FunctionSpec) -> FunctionRun:
+        deployment = self.deployment
+        credentials = self._assume_role(spec)
+        declared = self._declared(spec)
+        additions = self._additions(spec, declared)
+        log_group = spec.properties.get("LoggingConfig", {}).get("LogGroup")
+        environment = {
+            **lambda_runtime_environment(
+                function_name=deployment.references.ref(spec.logical_id),
+                region=REGION,
+                memory=spec.memory,
+                handler=spec.handler,
+                log_group=str(deployment.references.resolve(log_group)) if log_group else "",
+                credentials=credentials,
+            ),
+            **declared,
+            **additions,
+        }
+        statements, labels = _resolved_statements(deployment.template, deployment, spec, self.iam)
+        container = Container(
+            name=spec.name,
+            handler_path=spec.handler,
+            environment=environment,
+            function_arn=deployment.references.get_att(spec.logical_id, "Arn"),
+            memory=spec.memory,
+            timeout=spec.timeout,
+            stream=self.stream,
+        )
+        return FunctionRun(spec, container, declared, additions, statements, labels)
+
+    def _assume_role(self, spec: FunctionSpec) -> dict[str, Any]:
+        """The role's credentials for the function's code; a function with event sources also gets a second
+        session of the same role for the event source mapping, so that its calls are told apart."""
+        role_arn = self.deployment.references.get_att(spec.role_id, "Arn")
+        credentials: dict[str, Any] = self.sts.assume_role(RoleArn=role_arn, RoleSessionName=spec.name)["Credentials"]
+        self.recorder.identify(credentials["AccessKeyId"], spec.name)
+        if self.deployment.template.event_sources_of(spec.logical_id):
+            esm = self.sts.assume_role(RoleArn=role_arn, RoleSessionName=f"{spec.name}-event-source")["Credentials"]
+            self.recorder.identify(esm["AccessKeyId"], spec.name, "event source mapping")
+            self.esm_clients[spec.name] = boto3.session.Session(
+                aws_access_key_id=esm["AccessKeyId"],
+                aws_secret_access_key=esm["SecretAccessKey"],
+                aws_session_token=esm["SessionToken"],
+                region_name=REGION,
+            ).client("sqs")
+        return credentials
+
+    def _declared(self, spec: FunctionSpec) -> dict[str, str]:
+        """The template's variables, resolved; a problem for each one that refers to what was not created or
+        that the code never reads."""
+        prefix, known = _code_settings()
+        declared: dict[str, str] = {}
+        for name, raw in spec.environment.items():
+            try:
+                declared[name] = str(self.deployment.references.resolve(raw))
+            except Unresolvable as exc:
+                kind = self.deployment.template.resources.get(exc.logical_id, {}).get("Type", "no such resource")
+                self.problems.append(
+                    f"{spec.name}: environment variable {name} refers to {exc} ({kind}), which the rehearsal "
+                    "did not create"
+                )
+            if name.startswith(prefix) and name.upper() not in known:
+                self.problems.append(
+                    f"{spec.name}: the template sets {name}, which the code never reads (no setting of that "
+                    "name in mailproxy.config.Settings): a renamed or misspelt variable?"
+                )
+        return declared
+
+    def _additions(self, spec: FunctionSpec, declared: dict[str, str]) -> dict[str, str]:
+        from mailproxy.logic.ssrf import ALLOWLIST_VARIABLE
+
+        placeholder = self.report_url_placeholder
+        additions = {ALLOWLIST_VARIABLE: "127.0.0.1", "SSL_CERT_FILE": str(self.ca_bundle), XRAY_SWITCH: "false"}
+        for name, value in declared.items():
+            if placeholder and value == placeholder:  # the report URL given at synthesis
+                additions[name] = self.receiver_url
+        if spec.name == "reporter" and not (placeholder and placeholder in declared.values()):
+            self.problems.append(
+                "reporter: no variable of its template environment holds the report URL the rehearsal "
+                f"synthesized ({placeholder}): synthesize with -c client_sync_url=<that URL> "
+                "(python -m rehearsal does), or no report can reach the endpoint"
+            )
+        return additions
 
 
 @contextlib.contextmanager
