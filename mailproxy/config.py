@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SERVICE_NAME = "genro-mail-proxy"  # Powertools service of the three functions, a dimension of every metric
+METRICS_NAMESPACE = "GenroMailProxy"
 MIN_AWS_TOKEN_LENGTH = 32
 SENDER_SAFETY_SECONDS = 5  # what a record needs besides its SMTP transaction: the claim and the outcome writes
 LEASE_MARGIN_SECONDS = 30

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from mailproxy.logic.mime import parse_address
+from mailproxy.headers import HEADER_NAME, PROTECTED_HEADERS, parse_address
 
 DEFAULT_TENANT = "default"
 MAX_MESSAGES_PER_REQUEST = 1000
@@ -38,32 +38,14 @@ MAX_BODY_BYTES = 4_000_000
 MAX_ATTACHMENT_BYTES = 4_000_000
 MAX_INLINE_MESSAGE_BYTES = 4_400_000
 MAX_HEADERS = 50
+DEFAULT_SYNC_PATH = "/mail-proxy/sync"  # a tenant's report endpoint, under its client_base_url
+DEFAULT_ATTACHMENT_PATH = "/mail-proxy/attachments"
 MAX_HEADER_VALUE_BYTES = 8_192  # the email package folds a header in quadratic time: 64 KB already costs ~0.4 s
 MAX_HEADERS_TOTAL_BYTES = 32_768
 MAX_ID_BYTES = 512  # every key built from an id stays far below DynamoDB's 1,024-byte sort-key limit (docs/design.md)
 MAX_ACCOUNT_ID_BYTES = 256
 MAX_LIMIT = 1_000_000_000
 MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01: beyond it a deferral is a mistake, and DynamoDB numbers stay exact
-_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 field-name: printable ASCII except ':'
-_PROTECTED_HEADERS = frozenset(
-    h.lower()
-    for h in (
-        "From",
-        "To",
-        "Cc",
-        "Bcc",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "Reply-To",
-        "MIME-Version",
-        "Content-Type",
-        "Content-Transfer-Encoding",
-        "Content-Disposition",
-        "Return-Path",
-        "Sender",
-    )
-)
 
 
 class MessageStatus(StrEnum):
@@ -374,9 +356,9 @@ class MessageIn(BaseModel):
     @classmethod
     def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not _HEADER_NAME.match(name):
+            if not HEADER_NAME.match(name):
                 raise ValueError(f"invalid header name {name!r}")
-            if name.lower() in _PROTECTED_HEADERS:
+            if name.lower() in PROTECTED_HEADERS:
                 raise ValueError(f"header {name!r} is set by the proxy; use the message field instead")
         check_headers_size(value)
         return value
@@ -569,7 +551,7 @@ class TenantIn(BaseModel):
     id: TenantId
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
     client_base_url: HttpUrlText | None = None
-    client_sync_path: UrlPath = "/mail-proxy/sync"
-    client_attachment_path: UrlPath = "/mail-proxy/attachments"
+    client_sync_path: UrlPath = DEFAULT_SYNC_PATH
+    client_attachment_path: UrlPath = DEFAULT_ATTACHMENT_PATH
     client_auth: ClientAuth | None = None
     active: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
@@ -14,11 +14,19 @@ from mailproxy.config import ConfigError, Settings
 from mailproxy.crypto import KmsSecretBox, LocalSecretBox, SecretBox
 from mailproxy.dal.accounts import AccountStore
 from mailproxy.dal.contents import ContentStore
+from mailproxy.dal.due import DueIndex
+from mailproxy.dal.message_queries import MessageQueries
 from mailproxy.dal.messages import MessageStore
+from mailproxy.dal.outbox import ReportOutbox
 from mailproxy.dal.queues import DeliveryQueues
 from mailproxy.dal.ratelimits import RateLimiter
 from mailproxy.dal.suspensions import SuspensionStore
 from mailproxy.dal.tenants import TenantStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
 
 BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 6},
@@ -31,10 +39,13 @@ BOTO_CONFIG = Config(
 @dataclass
 class Services:
     settings: Settings
-    dynamodb: Any
-    sqs: Any
-    s3: Any
+    dynamodb: DynamoDBClient
+    sqs: SQSClient
+    s3: S3Client
     messages: MessageStore
+    outbox: ReportOutbox
+    due: DueIndex
+    queries: MessageQueries
     accounts: AccountStore
     queues: DeliveryQueues
     rate_limits: RateLimiter
@@ -60,6 +71,9 @@ class Services:
             sqs=sqs,
             s3=s3,
             messages=MessageStore(dynamodb, settings.messages_table, contents),
+            outbox=ReportOutbox(dynamodb, settings.messages_table),
+            due=DueIndex(dynamodb, settings.messages_table),
+            queries=MessageQueries(dynamodb, settings.messages_table),
             accounts=AccountStore(dynamodb, settings.config_table, secret_box),
             queues=DeliveryQueues(sqs, settings.urgent_queue_url, settings.bulk_queue_url),
             rate_limits=RateLimiter(dynamodb, settings.config_table),

@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from mailproxy.config import METRICS_NAMESPACE, SERVICE_NAME
 from stacks.api import Api
 from stacks.build_layer import STAMP_FILE
 from stacks.monitoring import Monitoring
@@ -19,15 +20,7 @@ from stacks.reporter import Reporter
 from stacks.scanners import acknowledge_scanner_findings
 from stacks.secrets import Secrets
 from stacks.sender import Sender
-from stacks.settings import (
-    LAMBDA_RUNTIME,
-    METRICS_NAMESPACE,
-    PROJECT_ROOT,
-    SERVICE_NAME,
-    FunctionCommon,
-    Settings,
-    SettingsError,
-)
+from stacks.settings import LAMBDA_RUNTIME, PROJECT_ROOT, FunctionCommon, Settings, SettingsError
 from stacks.storage import Storage
 
 STACK_NAME = "GenroMailProxy"

@@ -11,8 +11,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from mailproxy.config import METRICS_NAMESPACE, SERVICE_NAME
 from stacks.queues import Queues
-from stacks.settings import METRICS_NAMESPACE, SERVICE_NAME, Settings
+from stacks.settings import Settings
 
 FIVE_MINUTES = Duration.minutes(5)
 

@@ -24,8 +24,6 @@ from mailproxy.config import claim_lease_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-SERVICE_NAME = "genro-mail-proxy"
-METRICS_NAMESPACE = "GenroMailProxy"
 NAG_PLUGIN = "AwsSolutions"  # the cdk-nag pack's plugin name: acknowledgement ids are "<plugin>::<rule>"
 
 # Runtime of the three functions; stacks.build_layer.PYTHON_VERSION builds the layer for the same Python.

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailproxy.crypto import SecretBox
+from mailproxy.dal.dynamo import DynamoDBClient, all_items
 from mailproxy.dal.items import from_item, to_item
 from mailproxy.dal.keys import account_pk
 from mailproxy.models import AccountIn
@@ -16,7 +17,7 @@ def _password_context(tenant_id: str, account_id: str) -> dict[str, str]:
 
 
 class AccountStore:
-    def __init__(self, dynamodb: Any, table: str, secrets: Callable[[], SecretBox]) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str, secrets: Callable[[], SecretBox]) -> None:
         self._db = dynamodb
         self._table = table
         self._secrets = secrets  # made on first use: the reporter reads no password and has no key
@@ -54,15 +55,12 @@ class AccountStore:
         return "Attributes" in answer
 
     def list(self, tenant_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": account_pk(tenant_id)}},
-        }
-        while True:
-            answer = self._db.query(**kwargs)
-            items.extend(from_item(i) for i in answer["Items"])
-            if "LastEvaluatedKey" not in answer:
-                return items
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return list(
+            all_items(
+                self._db,
+                "query",
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": account_pk(tenant_id)}},
+            )
+        )

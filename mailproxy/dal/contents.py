@@ -7,25 +7,32 @@ CONTENT item, or in S3 when larger than the inline limit (a DynamoDB item holds 
 from __future__ import annotations
 
 import json
-import time
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from mailproxy.dal.items import conditional_failed, from_item, to_item
+from mailproxy.dal.dynamo import DynamoDBClient, batch_get, batch_write, write_if
+from mailproxy.dal.items import to_item
 from mailproxy.dal.keys import CONTENT_SK, message_pk
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+else:
+    S3Client = Any
 
 CONTENTS_PREFIX = "contents/"
 EXPIRE_TAG = "gmp-expire"  # the bucket's lifecycle rule expires only objects tagged yes
 
 
 class ContentStore:
-    def __init__(self, dynamodb: Any, s3: Any, table: str, bucket: str | None, inline_limit: int) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, s3: S3Client, table: str, bucket: str | None, inline_limit: int
+    ) -> None:
         self._dynamodb = dynamodb
         self._s3 = s3
         self._table = table
-        self._bucket = bucket
+        self._bucket = bucket or ""  # none: every content stays inline
         self._inline_limit = inline_limit
         # Contents read by this process that need a step when their message ends (ended()).
         self.offloaded: set[tuple[str, str]] = set()
@@ -57,7 +64,7 @@ class ContentStore:
         stored = self._update(tenant_id, message_id, "REMOVE expires_at", {})
         if stored and "s3_key" in stored:
             self._s3.put_object_tagging(
-                Bucket=self._bucket, Key=stored["s3_key"]["S"], Tagging={"TagSet": [{"Key": EXPIRE_TAG, "Value": "no"}]}
+                Bucket=self._bucket, Key=stored["s3_key"], Tagging={"TagSet": [{"Key": EXPIRE_TAG, "Value": "no"}]}
             )
 
     def release(self, tenant_id: str, message_id: str, expires_at: int) -> None:
@@ -65,7 +72,7 @@ class ContentStore:
         what the lifecycle rule counts) and tagged for expiry again."""
         stored = self._update(tenant_id, message_id, "SET expires_at = :exp", {":exp": {"N": str(expires_at)}})
         if stored and "s3_key" in stored:
-            key = stored["s3_key"]["S"]
+            key = stored["s3_key"]
             self._s3.copy_object(
                 Bucket=self._bucket,
                 Key=key,
@@ -80,21 +87,16 @@ class ContentStore:
         self, tenant_id: str, message_id: str, expression: str, attribute_values: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Update an existing CONTENT item; its new image, or None when there is none."""
-        try:
-            answer = self._dynamodb.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": CONTENT_SK}},
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(pk)",
-                ReturnValues="ALL_NEW",
-                **({"ExpressionAttributeValues": attribute_values} if attribute_values else {}),
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return None
-            raise
-        attributes: dict[str, Any] = answer.get("Attributes", {})
-        return attributes
+        written = write_if(
+            self._dynamodb.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": CONTENT_SK}},
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(pk)",
+            ReturnValues="ALL_NEW",
+            **({"ExpressionAttributeValues": attribute_values} if attribute_values else {}),
+        )
+        return written.attributes if written else None
 
     def ended(self, tenant_id: str, message_id: str, expires_at: int) -> None:
         """The message of a content read by this process has ended: a content kept without expiry gets
@@ -108,43 +110,17 @@ class ContentStore:
             self._s3.delete_object(Bucket=self._bucket, Key=content_key(tenant_id, message_id))
 
     def put_items(self, items: list[dict[str, Any]]) -> None:
-        for start in range(0, len(items), 25):
-            requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
-            self._batch_write(requests)
-
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        pending = {self._table: requests}
-        for attempt in range(8):
-            unprocessed = self._dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            if not unprocessed:
-                return
-            pending = unprocessed
-            time.sleep(min(1.0, 0.05 * 2**attempt))
-        raise RuntimeError("DynamoDB kept items unprocessed; try again")
+        batch_write(self._dynamodb, self._table, [{"PutRequest": {"Item": item}} for item in items])
 
     def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Contents by (tenant, id); a message whose content is missing is absent from the answer."""
+        request_keys = [{"pk": {"S": message_pk(t, m)}, "sk": {"S": CONTENT_SK}} for t, m in keys]
         found: dict[tuple[str, str], dict[str, Any]] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            request_keys = [
-                {"pk": {"S": message_pk(t, m)}, "sk": {"S": CONTENT_SK}} for t, m in unique[start : start + 100]
-            ]
-            pending: dict[str, Any] = {self._table: {"Keys": request_keys, "ConsistentRead": True}}
-            for attempt in range(8):
-                answer = self._dynamodb.batch_get_item(RequestItems=pending)
-                for raw in answer["Responses"].get(self._table, []):
-                    item = from_item(raw)
-                    _, tenant_id, message_id = item["pk"].split("#", 2)
-                    content = self._unpack(item)
-                    if content is not None:
-                        found[(tenant_id, message_id)] = content
-                pending = answer.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))  # throttled: back off before asking again
-            else:
-                raise RuntimeError("DynamoDB kept contents unprocessed (throttled); try again")
+        for item in batch_get(self._dynamodb, self._table, request_keys, consistent=True):
+            _, tenant_id, message_id = item["pk"].split("#", 2)
+            content = self._unpack(item)
+            if content is not None:
+                found[(tenant_id, message_id)] = content
         return found
 
     def _unpack(self, item: dict[str, Any]) -> dict[str, Any] | None:

@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -45,8 +44,3 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 def values(**named: Any) -> dict[str, Any]:
     """ExpressionAttributeValues from keyword arguments: values(status="sent") -> {":status": {...}}."""
     return {f":{k}": _serializer.serialize(_dynamo(v)) for k, v in named.items()}
-
-
-def conditional_failed(exc: ClientError) -> bool:
-    """The write's condition did not hold: a domain answer (already claimed, moved on), not a fault."""
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -1,25 +1,16 @@
-"""Status items of messages: ingestion, the claim before sending, outcomes, the sweep, reports, listing."""
+"""Status items of messages: ingestion and the transitions of a message's life (claim before sending,
+outcome, suspension, deletion). The due index, the report outbox and the queries have their own modules."""
 
 from __future__ import annotations
 
-import base64
-import heapq
-import json
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from mailproxy.dal.contents import ContentStore
-from mailproxy.dal.items import conditional_failed, from_item, to_item, values
+from mailproxy.dal.dynamo import DynamoDBClient, batch_get, write_if
+from mailproxy.dal.items import from_item, to_item, values
 from mailproxy.dal.keys import (
-    BY_TENANT_INDEX,
     CONTENT_SK,
-    DUE_INDEX,
-    PENDING_REPORTS_INDEX,
-    SHARDS,
     STATUS_SK,
     created_key,
     due_pk,
@@ -80,7 +71,7 @@ class Outcome:
 
 
 class MessageStore:
-    def __init__(self, dynamodb: Any, table: str, contents: ContentStore) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str, contents: ContentStore) -> None:
         self._db = dynamodb
         self._table = table
         self.contents = contents
@@ -91,18 +82,8 @@ class MessageStore:
 
     # -- ingestion -------------------------------------------------------------------------------------
     def known_ids(self, tenant_id: str, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), 100):
-            keys = [
-                {"pk": {"S": message_pk(tenant_id, i)}, "sk": {"S": STATUS_SK}} for i in unique[start : start + 100]
-            ]
-            pending: dict[str, Any] = {self._table: {"Keys": keys, "ProjectionExpression": "id"}}
-            while pending:
-                answer = self._db.batch_get_item(RequestItems=pending)
-                found.update(item["id"]["S"] for item in answer["Responses"].get(self._table, []))
-                pending = answer.get("UnprocessedKeys") or {}
-        return found
+        keys = [{"pk": {"S": message_pk(tenant_id, i)}, "sk": {"S": STATUS_SK}} for i in ids]
+        return {item["id"] for item in batch_get(self._db, self._table, keys, projection="id")}
 
     def put_batch(self, messages: list[NewMessage], *, now: int, enqueue_grace: int) -> list[NewMessage]:
         """Store new messages (content, then status); return those created. A known id is left untouched."""
@@ -143,13 +124,9 @@ class MessageStore:
             item["suspended"] = True  # out of the sweep's index until activated
         else:
             item.update(due_pk=due_pk(shard_of(message.tenant_id, message.id)), due_ts=due)
-        try:
-            self._db.put_item(TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
+        return write_if(
+            self._db.put_item, TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"
+        ).held
 
     # -- sending ---------------------------------------------------------------------------------------
     def claim(self, tenant_id: str, message_id: str, *, now: int, lease_seconds: int) -> dict[str, Any] | None:
@@ -157,32 +134,28 @@ class MessageStore:
         The due time is left as it is (moving it would rewrite the sweep's index on every send): should
         this sender die, the sweep brings the message back once that time and the lease have passed."""
         lease_until = now + lease_seconds
-        try:
-            answer = self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": STATUS_SK}},
-                UpdateExpression=("SET #s = :sending, claims = claims + :one, lease_until = :lease, updated_ts = :now"),
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(not_before) OR not_before <= :now) "
-                    "AND (#s IN (:queued, :deferred) OR (#s = :sending AND lease_until < :now)) "
-                    "AND attribute_not_exists(suspended)"
-                ),
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(
-                    sending=MessageStatus.SENDING.value,
-                    queued=MessageStatus.QUEUED.value,
-                    deferred=MessageStatus.DEFERRED.value,
-                    one=1,
-                    lease=lease_until,
-                    now=now,
-                ),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return None
-            raise
-        return from_item(answer["Attributes"])
+        written = write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": STATUS_SK}},
+            UpdateExpression=("SET #s = :sending, claims = claims + :one, lease_until = :lease, updated_ts = :now"),
+            ConditionExpression=(
+                "attribute_exists(pk) AND (attribute_not_exists(not_before) OR not_before <= :now) "
+                "AND (#s IN (:queued, :deferred) OR (#s = :sending AND lease_until < :now)) "
+                "AND attribute_not_exists(suspended)"
+            ),
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values(
+                sending=MessageStatus.SENDING.value,
+                queued=MessageStatus.QUEUED.value,
+                deferred=MessageStatus.DEFERRED.value,
+                one=1,
+                lease=lease_until,
+                now=now,
+            ),
+            ReturnValues="ALL_NEW",
+        )
+        return written.attributes if written else None
 
     def record(self, claimed: dict[str, Any], outcome: Outcome) -> bool:
         """Write the outcome of a claimed message; False when the claim was lost (lease expired, re-claimed)."""
@@ -228,20 +201,15 @@ class MessageStore:
             not_before = outcome.not_before or outcome.ts
             sets += ["deferred_ts = :nb", "not_before = :nb", "deferred_reason = :reason", "due_ts = :due"]
             named.update(nb=not_before, reason=(outcome.reason or "deferred")[:300], due=not_before + 60)
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": claimed["pk"]}, "sk": {"S": STATUS_SK}},
-                UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
-                ConditionExpression="#s = :sending AND claims = :claims",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values(**named),
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
+        return write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": claimed["pk"]}, "sk": {"S": STATUS_SK}},
+            UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+            ConditionExpression="#s = :sending AND claims = :claims",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values(**named),
+        ).held
 
     def get(self, tenant_id: str, message_id: str) -> dict[str, Any] | None:
         answer = self._db.get_item(
@@ -251,145 +219,24 @@ class MessageStore:
         )
         return from_item(answer["Item"]) if "Item" in answer else None
 
-    # -- the sweep -------------------------------------------------------------------------------------
-    def due(self, now: int, limit: int = 500) -> list[dict[str, Any]]:
-        """Non-final messages whose due time has come (their queue record may be lost), oldest first."""
-        found: list[dict[str, Any]] = []
-        for shard in range(SHARDS):
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": DUE_INDEX,
-                "KeyConditionExpression": "due_pk = :dpk AND due_ts <= :now",
-                "ExpressionAttributeValues": values(dpk=due_pk(shard), now=now),
-                "Limit": limit,
-            }
-            answer = self._db.query(**kwargs)
-            found.extend(from_item(i) for i in answer["Items"])
-        found.sort(key=lambda item: item["due_ts"])
-        return found[:limit]
-
-    def postpone(self, item: dict[str, Any], until: int) -> bool:
-        """Move a swept message's due time, so the next sweep does not enqueue it again meanwhile."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
-                UpdateExpression="SET due_ts = :until",
-                ConditionExpression="due_ts = :seen",
-                ExpressionAttributeValues=values(until=until, seen=item["due_ts"]),
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
-
-    # -- reports ---------------------------------------------------------------------------------------
-    def pending_reports(self, limit: int, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        """Outcomes not yet acknowledged by the client, oldest first, read from the sparse index.
-
-        With `tenant_id` (what the reporter does): that tenant's partitions only, so that one tenant's
-        backlog never fills the head of another's read. Without it: every tenant's, by a scan of the
-        sparse index (tools and tests; its cost grows with the whole outbox)."""
-        if tenant_id is None:
-            return self._all_pending_reports(limit)
-        per_shard = []
-        for shard in range(SHARDS):
-            answer = self._db.query(
-                TableName=self._table,
-                IndexName=PENDING_REPORTS_INDEX,
-                KeyConditionExpression="rpt_pk = :rpk",
-                ExpressionAttributeValues=values(rpk=report_pk(tenant_id, shard)),
-                Limit=limit,
-            )
-            per_shard.append([from_item(i) for i in answer["Items"]])
-        merged = heapq.merge(*per_shard, key=lambda item: item["rpt_sk"])
-        return [item for _, item in zip(range(limit), merged, strict=False)]
-
-    def _all_pending_reports(self, limit: int) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self._table, "IndexName": PENDING_REPORTS_INDEX}
-        while True:
-            answer = self._db.scan(**kwargs)
-            found.extend(from_item(i) for i in answer["Items"])
-            if "LastEvaluatedKey" not in answer:
-                break
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        found.sort(key=lambda item: item["rpt_sk"])
-        return found[:limit]
-
-    def mark_reported(self, item: dict[str, Any], now: int) -> bool:
-        """Take a report out of the outbox, unless the message changed since it was read."""
-        final = MessageStatus(item["status"]).is_final
-        # Appended, not rewritten from the image read: the outbox image may be older than the item.
-        history = "history = list_append(if_not_exists(history, :none), :event)"
-        update = f"SET reported_ts = :now, {history} REMOVE rpt_pk, rpt_sk"
-        named: dict[str, Any] = {
-            "now": now,
-            "seq": item["rpt_seq"],
-            "none": [],
-            "event": [{"event": "reported", "ts": now, "status": item["status"]}],
-        }
-        if final:
-            update = f"SET reported_ts = :now, {history}, expires_at = :exp REMOVE rpt_pk, rpt_sk"
-            named["exp"] = now + RETENTION_SECONDS
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
-                UpdateExpression=update,
-                ConditionExpression="rpt_seq = :seq",
-                ExpressionAttributeValues=values(**named),
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
-
     # -- campaign control ------------------------------------------------------------------------------
     def delete_unsent(self, tenant_id: str, message_id: str) -> str:
         """Remove a message not yet sent: "removed", "not_found", or its status when it cannot be removed."""
-        try:
-            self._db.delete_item(
-                TableName=self._table,
-                Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": STATUS_SK}},
-                ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :deferred)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(
-                    queued=MessageStatus.QUEUED.value, deferred=MessageStatus.DEFERRED.value
-                ),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not conditional_failed(exc):
-                raise
-            old: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
-            return str(old["status"]["S"]) if old else "not_found"
+        deleted = write_if(
+            self._db.delete_item,
+            TableName=self._table,
+            Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": STATUS_SK}},
+            ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :deferred)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values(queued=MessageStatus.QUEUED.value, deferred=MessageStatus.DEFERRED.value),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        if not deleted:
+            return str(deleted.attributes["status"]) if deleted.attributes else "not_found"
         self._db.delete_item(
             TableName=self._table, Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": CONTENT_SK}}
         )
         return "removed"
-
-    def tenant_messages(self, tenant_id: str, *, created_before_ms: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every status item of a tenant, oldest first (keys from the tenant index, then the items)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": BY_TENANT_INDEX,
-            "KeyConditionExpression": "tenant_id = :t",
-            "ExpressionAttributeValues": values(t=tenant_id),
-        }
-        if created_before_ms is not None:
-            kwargs["KeyConditionExpression"] += " AND created_key < :before"
-            kwargs["ExpressionAttributeValues"].update(values(before=f"{created_before_ms:013d}"))
-        while True:
-            answer = self._db.query(**kwargs)
-            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in answer["Items"]]
-            items = self._get_many(keys)
-            yield from (items[k["pk"]["S"]] for k in keys if k["pk"]["S"] in items)
-            if "LastEvaluatedKey" not in answer:
-                return
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def set_suspended(self, item: dict[str, Any], suspended: bool, *, now: int) -> bool:
         """Hold a message back (out of the sweep, unclaimable) or release it; False if it moved on meanwhile."""
@@ -399,21 +246,18 @@ class MessageStore:
         else:
             update = "SET due_pk = :dpk, due_ts = :due REMOVE suspended"
             named = {"dpk": due_pk(shard_of(item["tenant_id"], item["id"])), "due": now + 900}
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
-                UpdateExpression=update,
-                ConditionExpression="#s IN (:queued, :deferred)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(
-                    queued=MessageStatus.QUEUED.value, deferred=MessageStatus.DEFERRED.value, **named
-                ),
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
+        if not write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
+            UpdateExpression=update,
+            ConditionExpression="#s IN (:queued, :deferred)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values(
+                queued=MessageStatus.QUEUED.value, deferred=MessageStatus.DEFERRED.value, **named
+            ),
+        ):
+            return False
         # A suspension has no end: the content must not expire meanwhile (docs/design.md).
         if suspended:
             self.contents.hold(item["tenant_id"], item["id"])
@@ -427,123 +271,21 @@ class MessageStore:
         so a final report owed since the read is kept with its message. Returns how many were removed."""
         removed = 0
         for item in items:
-            try:
-                self._db.delete_item(
-                    TableName=self._table,
-                    Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
-                    ConditionExpression=(
-                        "#s IN (:sent, :error) AND attribute_exists(reported_ts) AND attribute_not_exists(rpt_pk)"
-                    ),
-                    ExpressionAttributeNames={"#s": "status"},
-                    ExpressionAttributeValues=values(sent=MessageStatus.SENT.value, error=MessageStatus.ERROR.value),
-                )
-            except ClientError as exc:
-                if conditional_failed(exc):
-                    continue
-                raise
+            if not write_if(
+                self._db.delete_item,
+                TableName=self._table,
+                Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
+                ConditionExpression=(
+                    "#s IN (:sent, :error) AND attribute_exists(reported_ts) AND attribute_not_exists(rpt_pk)"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values(sent=MessageStatus.SENT.value, error=MessageStatus.ERROR.value),
+            ):
+                continue
             self._db.delete_item(TableName=self._table, Key={"pk": {"S": item["pk"]}, "sk": {"S": CONTENT_SK}})
             removed += 1
         return removed
 
-    # -- reading ---------------------------------------------------------------------------------------
-    def list_page(
-        self,
-        tenant_id: str,
-        *,
-        status: str | None,
-        account_id: str | None,
-        limit: int,
-        cursor: str | None,
-        statuses: set[str] | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first. Reads keys from the tenant index and the small status items they name."""
-        start_key = decode_cursor(cursor)
-        if start_key and start_key["tenant_id"]["S"] != tenant_id:
-            raise BadCursor("cursor: belongs to another query")
-        collected: list[dict[str, Any]] = []
-        for _ in range(20):
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": BY_TENANT_INDEX,
-                "KeyConditionExpression": "tenant_id = :t",
-                "ExpressionAttributeValues": values(t=tenant_id),
-                "ScanIndexForward": False,
-                "Limit": limit - len(collected),
-            }
-            if start_key:
-                kwargs["ExclusiveStartKey"] = start_key
-            answer = self._db.query(**kwargs)
-            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in answer["Items"]]
-            items = self._get_many(keys)
-            for key in keys:
-                item = items.get(key["pk"]["S"])
-                if (
-                    item
-                    and (status is None or item["status"] == status)
-                    and (statuses is None or item["status"] in statuses)
-                    and (account_id is None or item["account_id"] == account_id)
-                ):
-                    collected.append(item)
-            start_key = answer.get("LastEvaluatedKey")
-            if not start_key or len(collected) >= limit:
-                break
-        return collected, encode_cursor(start_key)
 
-    def _get_many(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(keys), 100):
-            pending: dict[str, Any] = {self._table: {"Keys": keys[start : start + 100]}}
-            while pending:
-                answer = self._db.batch_get_item(RequestItems=pending)
-                for raw in answer["Responses"].get(self._table, []):
-                    item = from_item(raw)
-                    found[item["pk"]] = item
-                pending = answer.get("UnprocessedKeys") or {}
-        return found
-
-    def status_counts(self) -> Counter[tuple[str, str, str]]:
-        """(tenant, account, status) -> count, read from every status item: for /metrics scrapers."""
-        counts: Counter[tuple[str, str, str]] = Counter()
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "ProjectionExpression": "tenant_id, account_id, #s",
-            "FilterExpression": "sk = :sk",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": values(sk=STATUS_SK),
-        }
-        while True:
-            answer = self._db.scan(**kwargs)
-            for raw in answer["Items"]:
-                item = from_item(raw)
-                counts[(item["tenant_id"], item["account_id"], item["status"])] += 1
-            if "LastEvaluatedKey" not in answer:
-                return counts
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
-
-def encode_cursor(key: dict[str, Any] | None) -> str | None:
-    if not key:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
-
-
-class BadCursor(ValueError):
-    pass
-
-
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if not cursor:
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
-        raise BadCursor("cursor: not a cursor returned by this API") from None
-    if (
-        not isinstance(key, dict)
-        or not all(
-            isinstance(v, dict) and len(v) == 1 and isinstance(next(iter(v.values())), str) for v in key.values()
-        )
-        or set(key) != {"pk", "sk", "tenant_id", "created_key"}
-    ):
-        raise BadCursor("cursor: not a cursor returned by this API")
-    return key
+# Until the API routes import it from its module (mailproxy.dal.message_queries).
+from mailproxy.dal.message_queries import BadCursor as BadCursor  # noqa: E402

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailproxy.models import Priority
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+else:
+    SQSClient = Any
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit; later deferrals are left to the sweep
 
@@ -29,7 +35,7 @@ class QueueEntry:
 
 
 class DeliveryQueues:
-    def __init__(self, sqs: Any, urgent_url: str, bulk_url: str) -> None:
+    def __init__(self, sqs: SQSClient, urgent_url: str, bulk_url: str) -> None:
         self._sqs = sqs
         self.urgent_url = urgent_url
         self.bulk_url = bulk_url
@@ -46,12 +52,8 @@ class DeliveryQueues:
         for url, queued in by_queue.items():
             for start in range(0, len(queued), 10):
                 chunk = queued[start : start + 10]
-                batch = [
-                    {
-                        "Id": str(n),
-                        "MessageBody": e.body(),
-                        "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, e.delay)),
-                    }
+                batch: list[SendMessageBatchRequestEntryTypeDef] = [
+                    {"Id": str(n), "MessageBody": e.body(), "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, e.delay))}
                     for n, e in enumerate(chunk)
                 ]
                 answer = self._sqs.send_message_batch(QueueUrl=url, Entries=batch)

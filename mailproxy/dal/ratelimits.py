@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailproxy.dal.dynamo import DynamoDBClient
 from mailproxy.dal.items import values
 from mailproxy.dal.keys import rate_pk
 
@@ -31,7 +32,7 @@ class Reservation:
 
 
 class RateLimiter:
-    def __init__(self, dynamodb: Any, table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self._db = dynamodb
         self._table = table
 

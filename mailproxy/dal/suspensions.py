@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from mailproxy.dal.dynamo import DynamoDBClient
 
 ALL_BATCHES = "*"
 
@@ -12,7 +12,7 @@ def _pk(tenant_id: str) -> str:
 
 
 class SuspensionStore:
-    def __init__(self, dynamodb: Any, table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self._db = dynamodb
         self._table = table
 

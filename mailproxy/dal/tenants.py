@@ -13,13 +13,17 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from mailproxy.crypto import SecretBox
-from mailproxy.dal.items import conditional_failed, from_item, to_item
+from mailproxy.dal.dynamo import DynamoDBClient, all_items, write_if
+from mailproxy.dal.items import from_item, to_item
 from mailproxy.models import TenantIn
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 SIGNING_SECRET_PREFIX = "gmps_"  # noqa: S105 - a prefix, not a secret
 _RACE_RETRIES = 20
@@ -39,7 +43,7 @@ def _secret_context(tenant_id: str, field: str) -> dict[str, str]:
 
 
 class TenantStore:
-    def __init__(self, dynamodb: Any, table: str, secrets_box: Callable[[], SecretBox]) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str, secrets_box: Callable[[], SecretBox]) -> None:
         self._db = dynamodb
         self._table = table
         self._secrets = secrets_box
@@ -67,20 +71,15 @@ class TenantStore:
         if absent:
             update += " REMOVE " + ", ".join(f"#{n}" for n in absent)
         condition = {"ConditionExpression": "attribute_exists(pk)"} if must_exist else {}
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant.id}},
-                UpdateExpression=update,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":{n}": v for n, v in to_item(present).items()},
-                **condition,
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
+        return write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant.id}},
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":{n}": v for n, v in to_item(present).items()},
+            **condition,
+        ).held
 
     def get(self, tenant_id: str) -> dict[str, Any] | None:
         answer = self._db.get_item(
@@ -89,18 +88,15 @@ class TenantStore:
         return from_item(answer["Item"]) if "Item" in answer else None
 
     def list(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": TENANT_PK}},
-        }
-        while True:
-            answer = self._db.query(**kwargs)
-            items.extend(from_item(i) for i in answer["Items"])
-            if "LastEvaluatedKey" not in answer:
-                return items
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return list(
+            all_items(
+                self._db,
+                "query",
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": TENANT_PK}},
+            )
+        )
 
     def delete(self, tenant_id: str) -> bool:
         answer = self._db.delete_item(
@@ -124,33 +120,24 @@ class TenantStore:
         None if there is no such tenant."""
         secret = SIGNING_SECRET_PREFIX + secrets.token_urlsafe(32)
         encrypted = self._secrets().encrypt(secret, _secret_context(tenant_id, "signing_secret"))
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
-                UpdateExpression="SET signing_secret_enc = :s",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":s": {"S": encrypted}},
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return None
-            raise
-        return secret
+        stored = write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
+            UpdateExpression="SET signing_secret_enc = :s",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":s": {"S": encrypted}},
+        )
+        return secret if stored else None
 
     def delete_signing_secret(self, tenant_id: str) -> bool:
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
-                UpdateExpression="REMOVE signing_secret_enc",
-                ConditionExpression="attribute_exists(signing_secret_enc)",
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
+        return write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
+            UpdateExpression="REMOVE signing_secret_enc",
+            ConditionExpression="attribute_exists(signing_secret_enc)",
+        ).held
 
     def signing_secret(self, tenant: dict[str, Any]) -> str | None:
         encrypted = tenant.get("signing_secret_enc")
@@ -171,7 +158,7 @@ class TenantStore:
                 return None
             previous = tenant.get("api_key_hash")
             condition, named = _hash_is(previous)
-            actions: builtins.list[dict[str, Any]] = [
+            actions: builtins.list[TransactWriteItemTypeDef] = [
                 {
                     "Update": {
                         "TableName": self._table,
@@ -201,7 +188,7 @@ class TenantStore:
             if not previous:
                 return False
             condition, named = _hash_is(previous)
-            actions = [
+            actions: builtins.list[TransactWriteItemTypeDef] = [
                 {
                     "Update": {
                         "TableName": self._table,
@@ -234,10 +221,10 @@ class TenantStore:
             return None
         return tenant
 
-    def _key_delete(self, digest: str) -> dict[str, Any]:
+    def _key_delete(self, digest: str) -> TransactWriteItemTypeDef:
         return {"Delete": {"TableName": self._table, "Key": {"pk": {"S": API_KEY_PK}, "sk": {"S": digest}}}}
 
-    def _transact(self, actions: builtins.list[dict[str, Any]]) -> bool:
+    def _transact(self, actions: builtins.list[TransactWriteItemTypeDef]) -> bool:
         """True when applied; False when a condition failed or another transaction interfered (retry)."""
         try:
             self._db.transact_write_items(TransactItems=actions)

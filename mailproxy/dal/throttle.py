@@ -3,32 +3,23 @@ every Lambda instance (issue 13: `POST /commands/run-now` triggers the reporter 
 
 from __future__ import annotations
 
-from typing import Any
-
-from botocore.exceptions import ClientError
-
-from mailproxy.dal.items import conditional_failed
+from mailproxy.dal.dynamo import DynamoDBClient, write_if
 
 THROTTLE_PK = "THROTTLE"
 
 
-def claim_slot(dynamodb: Any, table: str, name: str, *, now: float, interval: float) -> bool:
+def claim_slot(dynamodb: DynamoDBClient, table: str, name: str, *, now: float, interval: float) -> bool:
     """True when no slot of `name` was claimed in the last `interval` seconds (and this call claimed it)."""
     now_ms = int(now * 1000)
-    try:
-        dynamodb.put_item(
-            TableName=table,
-            Item={
-                "pk": {"S": THROTTLE_PK},
-                "sk": {"S": name},
-                "last_ms": {"N": str(now_ms)},
-                "expires_at": {"N": str(int(now + interval) + 3600)},
-            },
-            ConditionExpression="attribute_not_exists(pk) OR last_ms <= :cutoff",
-            ExpressionAttributeValues={":cutoff": {"N": str(now_ms - int(interval * 1000))}},
-        )
-    except ClientError as exc:
-        if conditional_failed(exc):
-            return False
-        raise
-    return True
+    return write_if(
+        dynamodb.put_item,
+        TableName=table,
+        Item={
+            "pk": {"S": THROTTLE_PK},
+            "sk": {"S": name},
+            "last_ms": {"N": str(now_ms)},
+            "expires_at": {"N": str(int(now + interval) + 3600)},
+        },
+        ConditionExpression="attribute_not_exists(pk) OR last_ms <= :cutoff",
+        ExpressionAttributeValues={":cutoff": {"N": str(now_ms - int(interval * 1000))}},
+    ).held

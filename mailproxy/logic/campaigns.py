@@ -11,7 +11,6 @@ from mailproxy.models import UNSENT_STATUSES, MessageStatus
 from mailproxy.services import Services
 
 
-
 def delete_messages(services: Services, tenant_id: str, ids: list[str]) -> dict[str, Any]:
     removed: list[str] = []
     not_found: list[str] = []
@@ -33,7 +32,7 @@ def cleanup_messages(services: Services, tenant_id: str, *, older_than_seconds: 
     whose deferral was reported and whose final outcome is still owed keeps its place (issue 13)."""
     done = [
         item
-        for item in services.messages.tenant_messages(
+        for item in services.queries.tenant_messages(
             tenant_id, created_before_ms=int((now - older_than_seconds) * 1000)
         )
         if is_acknowledged_final(item)
@@ -48,7 +47,7 @@ def is_acknowledged_final(item: dict[str, Any]) -> bool:
 def _matching(services: Services, tenant_id: str, batch_code: str | None) -> list[dict[str, Any]]:
     return [
         item
-        for item in services.messages.tenant_messages(tenant_id)
+        for item in services.queries.tenant_messages(tenant_id)
         if item["status"] in UNSENT_STATUSES and (batch_code is None or item.get("batch_code") == batch_code)
     ]
 
@@ -93,7 +92,7 @@ def delete_tenant(services: Services, tenant_id: str) -> dict[str, int]:
         services.accounts.delete(tenant_id, account["id"])
     removed = sum(
         services.messages.delete_unsent(tenant_id, item["id"]) == "removed"
-        for item in services.messages.tenant_messages(tenant_id)
+        for item in services.queries.tenant_messages(tenant_id)
         if item["status"] in UNSENT_STATUSES
     )
     services.suspensions.activate(tenant_id, None)

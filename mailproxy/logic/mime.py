@@ -8,12 +8,9 @@ base64 (whichever is smaller), so the message never needs the server's 8BITMIME 
 
 from __future__ import annotations
 
-import functools
 import mimetypes
-import re
 from datetime import UTC, datetime
-from email import headerregistry, policy
-from email.errors import NonASCIILocalPartDefect
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -21,22 +18,18 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel
 
+from mailproxy.headers import HEADER_NAME, PROTECTED_HEADERS, parse_address
+
 __all__ = [
-    "PROTECTED_HEADERS",
     "Envelope",
     "MailAttachment",
     "OutgoingMail",
     "build_message",
     "guess_mime_type",
-    "parse_address",
 ]
 
-#: Header names (lower case) that ``OutgoingMail.headers`` may not set; ``Content-*`` is protected too.
-PROTECTED_HEADERS = frozenset({"from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "mime-version"})
 
 _DEFAULT_MIME_TYPE = "application/octet-stream"
-_HEADER_REGISTRY = headerregistry.HeaderRegistry()
-_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 field-name: printable ASCII except ':'
 
 
 class MailAttachment(BaseModel):
@@ -62,33 +55,6 @@ class OutgoingMail(BaseModel):
 class Envelope(NamedTuple):
     sender: str  # addr-spec for MAIL FROM ("" = null reverse-path)
     recipients: list[str]  # addr-specs: to + cc + bcc, de-duplicated (case-insensitively), order kept
-
-
-@functools.lru_cache(maxsize=4096)  # Address objects are immutable; bulk mail repeats its senders
-def parse_address(value: str) -> Address:
-    """Parse one RFC 5322 address (``"Name <user@host>"`` or ``user@host``) into an ``Address``.
-
-    Raises ``ValueError`` when ``value`` is not exactly one valid mailbox. Non-ASCII display names are
-    fine; a non-ASCII local part is accepted too (it needs a server offering SMTPUTF8).
-    The API can use this to validate addresses before queueing.
-    """
-    if not isinstance(value, str) or "\r" in value or "\n" in value:
-        raise ValueError("an address may not contain line breaks")
-    try:
-        header = _HEADER_REGISTRY("To", value)
-    except Exception as exc:  # the parser raises assorted errors on malformed input
-        raise ValueError(f"invalid address {value!r}") from exc
-    if not isinstance(header, headerregistry.AddressHeader):  # pragma: no cover - "To" is one
-        raise ValueError(f"invalid address {value!r}")
-    defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
-    if defects:
-        raise ValueError(f"invalid address {value!r}")
-    if len(header.groups) != 1 or header.groups[0].display_name is not None:
-        raise ValueError(f"expected a single address, got {value!r}")
-    (address,) = header.groups[0].addresses
-    if not address.username or not address.domain:
-        raise ValueError(f"invalid address {value!r}")
-    return address
 
 
 def _envelope_sender(mail: OutgoingMail, from_address: Address) -> str:
@@ -176,8 +142,9 @@ def build_message(
 
     for name, value in mail.headers.items():
         key = name.strip().lower()
-        if not _FIELD_NAME.fullmatch(key):
+        if not HEADER_NAME.match(key):
             raise ValueError(f"invalid header name {name!r}")
+        # Content-* headers describe the MIME parts the builder makes: never a client's to set.
         if key in PROTECTED_HEADERS or key.startswith("content-"):
             continue
         msg[name.strip()] = value  # a value with CR/LF raises ValueError

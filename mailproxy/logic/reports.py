@@ -268,7 +268,7 @@ class Reporter:
             if deadline - time.monotonic() <= 0.5:
                 result.budget_used = result.left = True
                 return
-            items = self._services.messages.pending_reports(batch_size, tenant_id)
+            items = self._services.outbox.pending(batch_size, tenant_id)
             if not items:
                 return
             result.oldest_left_sk = items[0]["rpt_sk"]
@@ -325,7 +325,7 @@ class Reporter:
     def _mark(self, batch: list[dict[str, Any]]) -> int:
         now = int(self._clock())
         with ThreadPoolExecutor(max_workers=8) as pool:
-            return sum(pool.map(lambda item: self._services.messages.mark_reported(item, now), batch))
+            return sum(pool.map(lambda item: self._services.outbox.mark_reported(item, now), batch))
 
     def _oldest_pending_metric(self, results: list[TenantRun]) -> None:
         """The age of the oldest report still waiting, over every tenant (0 when all are delivered)."""
@@ -336,7 +336,7 @@ class Reporter:
             sk = result.oldest_left_sk
             if result.posted or sk is None:  # what was read first may be delivered: read the head again
                 try:
-                    head = self._services.messages.pending_reports(1, result.tenant_id)
+                    head = self._services.outbox.pending(1, result.tenant_id)
                 except Exception:
                     head = []
                 sk = head[0]["rpt_sk"] if head else None

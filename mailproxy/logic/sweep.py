@@ -9,7 +9,7 @@ from mailproxy.services import Services
 
 def sweep_due(services: Services, *, now: int, lookahead: int = 0, limit: int = 500) -> int:
     """Enqueue every non-final message due by `now + lookahead`; returns how many were enqueued."""
-    due = services.messages.due(now + lookahead, limit=limit)
+    due = services.due.due(now + lookahead, limit=limit)
     if not due:
         return 0
     entries = [QueueEntry(i["tenant_id"], i["id"], i["account_id"], int(i["priority"])) for i in due]
@@ -19,5 +19,5 @@ def sweep_due(services: Services, *, now: int, lookahead: int = 0, limit: int = 
         if (item["tenant_id"], item["id"]) in failed:
             continue
         enqueued += 1
-        services.messages.postpone(item, until=now + services.settings.enqueue_grace)
+        services.due.postpone(item, until=now + services.settings.enqueue_grace)
     return enqueued

@@ -73,9 +73,9 @@ def test_cleanup_removes_finished_reported_messages_only(api: TestClient, servic
     from mailproxy.models import MessageStatus
 
     services.messages.record(claimed, Outcome(MessageStatus.SENT, int(time.time())))
-    [report] = services.messages.pending_reports(10)
+    [report] = services.outbox.pending(10)
     assert api.post("/commands/cleanup-messages", headers=AUTH, json={"older_than_seconds": 0}).json()["removed"] == 0
-    services.messages.mark_reported(report, int(time.time()))
+    services.outbox.mark_reported(report, int(time.time()))
     time.sleep(0.01)
     assert api.post("/commands/cleanup-messages", headers=AUTH, json={"older_than_seconds": 0}).json()["removed"] == 1
     assert services.messages.get("default", "done") is None

@@ -61,20 +61,20 @@ def test_one_failing_tenant_does_not_hold_back_another(
     seed_outcomes(services, 2)
     run = reporter(services, ReportTarget(deployment_client.url)).run(budget_seconds=20, batch_size=100)
     assert run.posted == 2 and run.failures == 1
-    assert len(services.messages.pending_reports(10)) == 2  # acme's wait for the next run
+    assert len(services.outbox.pending(10)) == 2  # acme's wait for the next run
 
 
 def test_reply_queued_n_starts_another_cycle_at_once(services: Services, deployment_client: ReportEndpoint) -> None:
     seed_outcomes(services, 1)
     deployment_client.reply = {"ok": True, "queued": 3}
     calls = []
-    original = services.messages.pending_reports
+    original = services.outbox.pending
 
     def counting(limit: int, tenant_id: str | None = None) -> list[dict[str, object]]:
         calls.append(limit)
         return original(limit, tenant_id)
 
-    services.messages.pending_reports = counting  # type: ignore[method-assign]
+    services.outbox.pending = counting  # type: ignore[method-assign]
     reporter(services, ReportTarget(deployment_client.url)).run(budget_seconds=20, batch_size=100)
     # cycle 1 reads a batch and then an empty outbox; the reply asked for cycle 2, which reads the outbox again
     # (issue 13: the outbox is read per tenant; here only `default` has reports and no tenant is configured)

@@ -123,7 +123,7 @@ class World:
             self.drain()
             self.report()
             states = self.statuses(ids)
-            if all(s in FINAL for s in states.values()) and not self.services.messages.pending_reports(1):
+            if all(s in FINAL for s in states.values()) and not self.services.outbox.pending(1):
                 return round_number
             self.clock.advance(step)
         raise AssertionError(f"not settled after {rounds} rounds: {Counter(self.statuses(ids).values())}")
@@ -164,7 +164,7 @@ def assert_each_once(world: World, ids: list[str], *, errors: Iterable[str] = ()
         assert finals[message_id] == 1, f"{message_id}: {finals[message_id]} final reports"
     strays = set(transactions) - headers
     assert not strays, f"transactions for unknown messages: {strays}"
-    assert world.services.messages.pending_reports(10) == []
+    assert world.services.outbox.pending(10) == []
 
 
 # --------------------------------------------------------------------------------------------- faults

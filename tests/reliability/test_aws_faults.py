@@ -264,4 +264,4 @@ def test_report_marking_failing_after_the_client_acknowledged_resends_the_report
     world.report()
     reports = world.final_reports()
     assert reports["m0"] == 2 and reports["m1"] in (1, 2)
-    assert world.services.messages.pending_reports(10) == []
+    assert world.services.outbox.pending(10) == []

@@ -90,7 +90,7 @@ def until_final(world: World, message_id: str, *, rounds: int = 40, step: float 
         except Killed:
             restart(world)
         world.report()
-        if world.status(message_id)["status"] in ("sent", "error") and not world.services.messages.pending_reports(1):
+        if world.status(message_id)["status"] in ("sent", "error") and not world.services.outbox.pending(1):
             return
         world.clock.advance(step)
         time.sleep(0.05)

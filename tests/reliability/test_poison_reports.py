@@ -178,7 +178,7 @@ def test_failing_tenant_endpoint_does_not_delay_other_tenants_reports(
     assert reported_ids(other_endpoint) == Counter(healthy)
     assert all(i["tenant_id"] == "beta" for i in other_endpoint.items())
     assert time.monotonic() - started < 6
-    assert len(services.messages.pending_reports(500, "acme")) == 150
+    assert len(services.outbox.pending(500, "acme")) == 150
     if not no_target:
         assert answer["failures"] == 1
         assert metric_log.total("ReportTenantFailures") == 1
@@ -196,13 +196,13 @@ def test_failing_tenant_endpoint_does_not_delay_other_tenants_reports(
         add_tenant(services, "acme", tenant_endpoint)
     for _ in range(3):
         world.report()
-        if not services.messages.pending_reports(1, "acme"):
+        if not services.outbox.pending(1, "acme"):
             break
     # Reports are at least once: under load a post that outlives the client timeout is posted again.
     assert set(reported_ids(tenant_endpoint)) == set(backlog)
     first = [i["id"] for i in tenant_endpoint.items()][:50]
     assert first == backlog[:50]  # oldest first within the tenant
-    assert services.messages.pending_reports(10) == []
+    assert services.outbox.pending(10) == []
 
 
 def set_base_url(services: Services, tenant_id: str, url: str) -> None:
@@ -239,7 +239,7 @@ def test_a_tenant_whose_outbox_reads_or_marks_fail_does_not_stop_the_others(
     add_tenant(world.services, "beta", other_endpoint)
     seed_pending(world.services, "acme", 3)
     healthy = send_through_smtp(world, smtp_sink_factory, "beta", 3)
-    store = type(world.services.messages)
+    store = type(world.services.outbox)
     original = store.mark_reported
 
     def failing_for_acme(self: Any, item: dict[str, Any], now: int) -> bool:
@@ -257,7 +257,7 @@ def test_a_tenant_whose_outbox_reads_or_marks_fail_does_not_stop_the_others(
     assert line["tenant_id"] == "acme" and line["exception"] == "KeyError"
     monkeypatch.setattr(store, "mark_reported", original)
     world.report()
-    assert world.services.messages.pending_reports(10) == []  # acme's reports went out again (at least once)
+    assert world.services.outbox.pending(10) == []  # acme's reports went out again (at least once)
 
 
 # --------------------------------------------------------------------------------------------- 2. credentials
@@ -302,7 +302,7 @@ def test_a_stored_bad_token_does_not_abort_the_run_nor_reach_the_logs(
     logs = captured_logs.getvalue()
     assert "SECRET-4242" not in logs and "tok-" not in logs
     assert "token" in answer["stopped"] and "SECRET" not in answer["stopped"]
-    assert len(services.messages.pending_reports(10, "acme")) == 2
+    assert len(services.outbox.pending(10, "acme")) == 2
 
 
 def test_an_undecryptable_stored_secret_fails_only_its_tenant(
@@ -387,7 +387,7 @@ def test_a_redirecting_report_receiver_is_not_followed_and_its_target_receives_n
     assert tenant_endpoint.received == []  # neither the POST nor a GET with the Authorization went there
     assert answer["posted"] == 0 and answer["failures"] == 1
     assert f"HTTP {status}" in answer["stopped"] and "not followed" in answer["stopped"]
-    assert {i["id"] for i in world.services.messages.pending_reports(10, "acme")} == set(ids)
+    assert {i["id"] for i in world.services.outbox.pending(10, "acme")} == set(ids)
 
 
 def test_http_report_url_is_refused_in_aws_mode(aws: Any, endpoint: ReportEndpoint, metric_log: MetricLog) -> None:
@@ -405,7 +405,7 @@ def test_http_report_url_is_refused_in_aws_mode(aws: Any, endpoint: ReportEndpoi
         budget_seconds=5, batch_size=50
     )
     assert run.failures == 1 and "loopback" in run.stopped
-    assert len(services.messages.pending_reports(10)) == 3
+    assert len(services.outbox.pending(10)) == 3
 
 
 @contextmanager
@@ -663,7 +663,7 @@ def test_concurrent_reporter_runs_post_each_report_once(world: World, smtp_sink_
     assert reported_ids(world.endpoint) == Counter(ids)  # each once
     assert len(world.endpoint.received) == 1  # one batch of 30 (batch size 50): no run posted beside another
     assert sum(1 for a in answers if a.get("coalesced")) >= 1
-    assert world.services.messages.pending_reports(10) == []
+    assert world.services.outbox.pending(10) == []
 
 
 def test_a_trigger_during_a_run_makes_one_more_run_after_it(world: World, smtp_sink_factory: SinkFactory) -> None:

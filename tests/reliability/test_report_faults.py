@@ -40,7 +40,7 @@ def test_client_answering_503_for_many_runs_then_back(world: World, smtp_sink_fa
         answer = world.report()
         assert answer["posted"] == 0 and answer["failures"] == 1
         assert len(world.endpoint.received) == run  # one POST per failing run, then it stops
-    assert len(world.services.messages.pending_reports(200)) == 60  # all waiting
+    assert len(world.services.outbox.pending(200)) == 60  # all waiting
     world.settle(ids)
     assert_each_once(world, ids, errors=ids[:7])
     assert len(world.endpoint.acknowledged) == 2  # 60 reports in batches of 50
@@ -56,7 +56,7 @@ def test_client_hanging_past_the_timeout_marks_nothing_then_gets_everything(
     answer = world.report()
     assert time.monotonic() - started < 2.9
     assert answer["posted"] == 0 and "unreachable" in answer["stopped"]
-    assert len(world.services.messages.pending_reports(10)) == 5
+    assert len(world.services.outbox.pending(10)) == 5
     world.endpoint.hang_seconds = 0
     assert world.endpoint.wait_for(lambda e: len(e.received) == 1, timeout=5)  # the hung request is over
     world.settle(ids)
@@ -113,14 +113,14 @@ def test_a_report_read_while_the_message_is_being_retried_says_what_happened(
 def test_a_torn_outbox_read_never_loses_the_final_report(world: World, smtp_sink_factory: SinkFactory) -> None:
     ids = deliver(world, smtp_sink_factory, 1)
     assert world.status("m0")["status"] == "sent"
-    original = type(world.services.messages).pending_reports
+    original = type(world.services.outbox).pending
 
     def torn(store: Any, limit: int, tenant_id: str | None = None) -> list[dict[str, Any]]:
         items = original(store, limit, tenant_id)  # issue 13: the reporter reads per tenant
         return [{k: v for k, v in i.items() if k not in ("sent_ts", "history")} for i in items]  # half-applied write
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(type(world.services.messages), "pending_reports", torn)
+        patch.setattr(type(world.services.outbox), "pending", torn)
         answer = world.report()
     assert answer["failures"] == 0, answer  # the torn image was read and left, not a failure
     for item in world.endpoint.items():

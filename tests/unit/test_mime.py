@@ -9,13 +9,13 @@ from typing import Any, cast
 
 import pytest
 
+from mailproxy.headers import parse_address
 from mailproxy.logic.mime import (
     Envelope,
     MailAttachment,
     OutgoingMail,
     build_message,
     guess_mime_type,
-    parse_address,
 )
 
 

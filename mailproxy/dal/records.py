@@ -1,0 +1,70 @@
+"""What the stores hand out: typed records built from a stored item in one place (`from_item`), so that the
+domain code reads fields, not dictionary keys, and a field's default is written once."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailproxy.models import DEFAULT_ATTACHMENT_PATH, DEFAULT_SYNC_PATH
+
+
+class Record(BaseModel):
+    # Items carry keys and bookkeeping the domain does not read (pk, sk...): ignored, not an error.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Self:
+        return cls.model_validate(item)
+
+
+class StoredAccount(Record):
+    """An SMTP account; its password stays encrypted here (`AccountStore.password` decrypts it)."""
+
+    tenant_id: str
+    id: str
+    host: str
+    port: int
+    user: str | None = None
+    password_enc: str | None = Field(default=None, repr=False)
+    use_tls: bool = False
+    timeout: float = 30.0
+    limit_per_minute: int | None = None
+    limit_per_hour: int | None = None
+    limit_per_day: int | None = None
+    limit_behavior: str = "defer"
+    batch_size: int | None = None
+
+
+class StoredClientAuth(Record):
+    """How the proxy authenticates to a tenant's endpoints; secrets encrypted."""
+
+    method: str = "none"
+    user: str | None = None
+    token_enc: str | None = Field(default=None, repr=False)
+    password_enc: str | None = Field(default=None, repr=False)
+
+
+class StoredTenant(Record):
+    id: str
+    name: str | None = None
+    client_base_url: str | None = None
+    client_sync_path: str = DEFAULT_SYNC_PATH
+    client_attachment_path: str = DEFAULT_ATTACHMENT_PATH
+    client_auth: StoredClientAuth | None = None
+    active: bool = True
+    api_key_hash: str | None = Field(default=None, repr=False)
+    signing_secret_enc: str | None = Field(default=None, repr=False)
+
+    def endpoint(self, path: str) -> str | None:
+        """The URL of one of the tenant's endpoints, or None when the tenant has no base URL of its own."""
+        return self.client_base_url.rstrip("/") + path if self.client_base_url else None
+
+    @property
+    def sync_url(self) -> str | None:
+        return self.endpoint(self.client_sync_path)
+
+    @property
+    def attachment_url(self) -> str | None:
+        return self.endpoint(self.client_attachment_path)
