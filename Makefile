@@ -50,6 +50,7 @@ fuzz: $(STAMP)
 
 soak: $(STAMP)
 	GMP_SOAK_MESSAGES=10000 $(PY) -m pytest -q -m soak tests/reliability
+	GMP_REPORT_VOLUME=5000 $(PY) -m pytest -q tests/integration/test_reporter.py -k thousands
 
 bench: $(STAMP)
 	$(PY) -m bench.run

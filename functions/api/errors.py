@@ -11,7 +11,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from mailproxy.dal.messages import BadCursor
+from mailproxy.dal.message_queries import BadCursor
 from mailproxy.logic.policy import Forbidden, Invalid, NotFound, PolicyError, Refused
 from mailproxy.models import describe_errors
 

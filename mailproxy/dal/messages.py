@@ -285,7 +285,3 @@ class MessageStore:
             self._db.delete_item(TableName=self._table, Key={"pk": {"S": item["pk"]}, "sk": {"S": CONTENT_SK}})
             removed += 1
         return removed
-
-
-# Until the API routes import it from its module (mailproxy.dal.message_queries).
-from mailproxy.dal.message_queries import BadCursor as BadCursor  # noqa: E402
