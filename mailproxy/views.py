@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mailproxy.dal.records import StoredAccount, StoredTenant
+
 MASK = "***"
 SHOWN_ONCE = "shown once; store it now"
 
@@ -45,10 +47,10 @@ class AccountView(BaseModel):
     batch_size: int | None = None
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> AccountView:
-        """A stored account (its password encrypted in `password_enc`), the password masked."""
-        fields = {k: v for k, v in item.items() if k in cls.model_fields and k != "password"}
-        return cls(**fields, password=MASK if "password_enc" in item else None)
+    def from_record(cls, stored: StoredAccount) -> AccountView:
+        """A stored account, the password masked."""
+        fields = stored.model_dump(include=set(cls.model_fields) - {"password"})
+        return cls(**fields, password=MASK if stored.password_enc is not None else None)
 
 
 class AccountSaved(Answer):
@@ -139,23 +141,24 @@ class TenantView(BaseModel):
     has_signing_secret: bool = False
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> TenantView:
+    def from_record(cls, tenant: StoredTenant) -> TenantView:
         """A stored tenant: its client credentials masked, its key and signing secret only as flags."""
-        auth = item.get("client_auth")
-        masked = None
+        auth = tenant.client_auth
+        masked: dict[str, Any] | None = None
         if auth:
-            masked = {"method": auth.get("method"), "user": auth.get("user")}
-            masked.update({field: MASK for field in ("token", "password") if f"{field}_enc" in auth})
+            masked = {"method": auth.method, "user": auth.user}
+            masked.update({"token": MASK} if auth.token_enc is not None else {})
+            masked.update({"password": MASK} if auth.password_enc is not None else {})
         return cls(
-            id=item["id"],
-            name=item.get("name"),
-            client_base_url=item.get("client_base_url"),
-            client_sync_path=item.get("client_sync_path", "/mail-proxy/sync"),
-            client_attachment_path=item.get("client_attachment_path", "/mail-proxy/attachments"),
+            id=tenant.id,
+            name=tenant.name,
+            client_base_url=tenant.client_base_url,
+            client_sync_path=tenant.client_sync_path,
+            client_attachment_path=tenant.client_attachment_path,
             client_auth=masked,
-            active=bool(item.get("active", True)),
-            has_api_key="api_key_hash" in item,
-            has_signing_secret="signing_secret_enc" in item,
+            active=tenant.active,
+            has_api_key=tenant.api_key_hash is not None,
+            has_signing_secret=tenant.signing_secret_enc is not None,
         )
 
 

@@ -47,8 +47,8 @@ def principal(context: ApiContextDep, x_api_token: Annotated[str | None, Header(
         if context.is_admin_token(x_api_token):
             return Principal(None)
         tenant = context.services.tenants.tenant_of_key(x_api_token)
-        if tenant is not None and tenant.get("active", True):
-            return Principal(str(tenant["id"]))
+        if tenant is not None and tenant.active:
+            return Principal(tenant.id)
     raise HTTPException(status_code=401, detail="missing or wrong X-API-Token")
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from mailproxy.crypto import SecretBox
 from mailproxy.dal.dynamo import DynamoDBClient, all_items
 from mailproxy.dal.items import from_item, to_item
 from mailproxy.dal.keys import account_pk
+from mailproxy.dal.records import StoredAccount
 from mailproxy.models import AccountIn
 
 
@@ -32,19 +32,19 @@ class AccountStore:
             TableName=self._table, Item=to_item({"pk": account_pk(account.tenant_id), "sk": account.id, **data})
         )
 
-    def get(self, tenant_id: str, account_id: str) -> dict[str, Any] | None:
+    def get(self, tenant_id: str, account_id: str) -> StoredAccount | None:
         """The stored account, password still encrypted (`password_enc`)."""
         answer = self._db.get_item(
             TableName=self._table,
             Key={"pk": {"S": account_pk(tenant_id)}, "sk": {"S": account_id}},
             ConsistentRead=True,
         )
-        return from_item(answer["Item"]) if "Item" in answer else None
+        return StoredAccount.from_item(from_item(answer["Item"])) if "Item" in answer else None
 
-    def password(self, account: dict[str, Any]) -> str | None:
-        if "password_enc" not in account:
+    def password(self, account: StoredAccount) -> str | None:
+        if account.password_enc is None:
             return None
-        return self._secrets().decrypt(account["password_enc"], _password_context(account["tenant_id"], account["id"]))
+        return self._secrets().decrypt(account.password_enc, _password_context(account.tenant_id, account.id))
 
     def delete(self, tenant_id: str, account_id: str) -> bool:
         answer = self._db.delete_item(
@@ -54,13 +54,14 @@ class AccountStore:
         )
         return "Attributes" in answer
 
-    def list(self, tenant_id: str) -> list[dict[str, Any]]:
-        return list(
-            all_items(
+    def list(self, tenant_id: str) -> list[StoredAccount]:
+        return [
+            StoredAccount.from_item(item)
+            for item in all_items(
                 self._db,
                 "query",
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": account_pk(tenant_id)}},
             )
-        )
+        ]

@@ -3,6 +3,7 @@ domain code reads fields, not dictionary keys, and a field's default is written 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +45,15 @@ class StoredClientAuth(Record):
     user: str | None = None
     token_enc: str | None = Field(default=None, repr=False)
     password_enc: str | None = Field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """A tenant's client auth, decrypted for one request: a bearer token, or a Basic user and password."""
+
+    token: str | None = field(default=None, repr=False)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 class StoredTenant(Record):

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from mailproxy.crypto import SecretBox
 from mailproxy.dal.dynamo import DynamoDBClient, all_items, write_if
 from mailproxy.dal.items import from_item, to_item
+from mailproxy.dal.records import ClientCredentials, StoredTenant
 from mailproxy.models import TenantIn
 
 if TYPE_CHECKING:
@@ -81,22 +82,23 @@ class TenantStore:
             **condition,
         ).held
 
-    def get(self, tenant_id: str) -> dict[str, Any] | None:
+    def get(self, tenant_id: str) -> StoredTenant | None:
         answer = self._db.get_item(
             TableName=self._table, Key={"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}}, ConsistentRead=True
         )
-        return from_item(answer["Item"]) if "Item" in answer else None
+        return StoredTenant.from_item(from_item(answer["Item"])) if "Item" in answer else None
 
-    def list(self) -> list[dict[str, Any]]:
-        return list(
-            all_items(
+    def list(self) -> list[StoredTenant]:
+        return [
+            StoredTenant.from_item(item)
+            for item in all_items(
                 self._db,
                 "query",
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": TENANT_PK}},
             )
-        )
+        ]
 
     def delete(self, tenant_id: str) -> bool:
         answer = self._db.delete_item(
@@ -107,12 +109,17 @@ class TenantStore:
             self._drop_key(old["api_key_hash"]["S"])
         return old is not None
 
-    def client_secret(self, tenant: dict[str, Any], field: str) -> str | None:
-        """The decrypted `token` or `password` of the tenant's client auth."""
-        encrypted = (tenant.get("client_auth") or {}).get(f"{field}_enc")
-        if encrypted is None:
-            return None
-        return self._secrets().decrypt(encrypted, _secret_context(tenant["id"], field))
+    def credentials(self, tenant: StoredTenant) -> ClientCredentials:
+        """The tenant's client auth decrypted: what the reporter and the attachment fetcher send."""
+        auth = tenant.client_auth
+        if auth is None or auth.method == "none":
+            return ClientCredentials()
+        if auth.method == "bearer":
+            return ClientCredentials(token=self._decrypt(tenant, "token", auth.token_enc))
+        return ClientCredentials(user=auth.user, password=self._decrypt(tenant, "password", auth.password_enc))
+
+    def _decrypt(self, tenant: StoredTenant, field: str, encrypted: str | None) -> str | None:
+        return None if encrypted is None else self._secrets().decrypt(encrypted, _secret_context(tenant.id, field))
 
     # -- report signing secret -------------------------------------------------------------------------
     def new_signing_secret(self, tenant_id: str) -> str | None:
@@ -139,11 +146,8 @@ class TenantStore:
             ConditionExpression="attribute_exists(signing_secret_enc)",
         ).held
 
-    def signing_secret(self, tenant: dict[str, Any]) -> str | None:
-        encrypted = tenant.get("signing_secret_enc")
-        if encrypted is None:
-            return None
-        return self._secrets().decrypt(encrypted, _secret_context(tenant["id"], "signing_secret"))
+    def signing_secret(self, tenant: StoredTenant) -> str | None:
+        return self._decrypt(tenant, "signing_secret", tenant.signing_secret_enc)
 
     # -- API keys --------------------------------------------------------------------------------------
     def new_api_key(self, tenant_id: str) -> str | None:
@@ -156,7 +160,7 @@ class TenantStore:
             tenant = self.get(tenant_id)
             if tenant is None:
                 return None
-            previous = tenant.get("api_key_hash")
+            previous = tenant.api_key_hash
             condition, named = _hash_is(previous)
             actions: builtins.list[TransactWriteItemTypeDef] = [
                 {
@@ -184,7 +188,7 @@ class TenantStore:
     def revoke_api_key(self, tenant_id: str) -> bool:
         for _ in range(_RACE_RETRIES):
             tenant = self.get(tenant_id)
-            previous = (tenant or {}).get("api_key_hash")
+            previous = tenant.api_key_hash if tenant else None
             if not previous:
                 return False
             condition, named = _hash_is(previous)
@@ -204,7 +208,7 @@ class TenantStore:
                 return True
         raise RuntimeError("API key revocation kept racing other rotations; retry")
 
-    def tenant_of_key(self, key: str) -> dict[str, Any] | None:
+    def tenant_of_key(self, key: str) -> StoredTenant | None:
         """The tenant whose *current* key this is (its item), or None. A lookup item left by a race or an
         interrupted rotation does not count: its hash must be the tenant's `api_key_hash`."""
         if not key.startswith(API_KEY_PREFIX):
@@ -217,7 +221,7 @@ class TenantStore:
         if not item:
             return None
         tenant = self.get(item["tenant_id"]["S"])
-        if tenant is None or not hmac.compare_digest(str(tenant.get("api_key_hash", "")), digest):
+        if tenant is None or not hmac.compare_digest(tenant.api_key_hash or "", digest):
             return None
         return tenant
 

@@ -63,16 +63,11 @@ class AttachmentFetcher:
 
     def _endpoint(self, tenant_id: str, storage_path: str) -> bytes:
         tenant = self._services.tenants.get(tenant_id)
-        if tenant is None or not tenant.get("client_base_url"):
+        url = tenant.attachment_url if tenant else None
+        if tenant is None or url is None:
             raise FetchFailed("attachment endpoint: the tenant has no client_base_url", temporary=False)
-        auth_conf = tenant.get("client_auth") or {}
-        method = auth_conf.get("method", "none")
-        auth = HttpAuth(
-            token=self._services.tenants.client_secret(tenant, "token") if method == "bearer" else None,
-            user=auth_conf.get("user") if method == "basic" else None,
-            password=self._services.tenants.client_secret(tenant, "password") if method == "basic" else None,
-        )
-        url = tenant["client_base_url"].rstrip("/") + tenant.get("client_attachment_path", "/mail-proxy/attachments")
+        credentials = self._services.tenants.credentials(tenant)
+        auth = HttpAuth(token=credentials.token, user=credentials.user, password=credentials.password)
         body = json.dumps({"storage_path": storage_path}).encode()
         data = self._http("POST", url, auth, body)
         return data

@@ -89,7 +89,7 @@ def delete_tenant(services: Services, tenant_id: str) -> dict[str, int]:
     """Remove the tenant, its API key, its accounts and its unsent mail; sent history stays until its TTL."""
     accounts = services.accounts.list(tenant_id)
     for account in accounts:
-        services.accounts.delete(tenant_id, account["id"])
+        services.accounts.delete(tenant_id, account.id)
     removed = sum(
         services.messages.delete_unsent(tenant_id, item["id"]) == "removed"
         for item in services.queries.tenant_messages(tenant_id)

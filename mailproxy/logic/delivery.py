@@ -27,8 +27,6 @@ from mailproxy.logic.ssrf import guarded_addresses, parse_allowlist
 from mailproxy.models import MessageStatus, check_headers_size
 from mailproxy.services import Services
 
-_LIMIT_FIELDS = {"minute": "limit_per_minute", "hour": "limit_per_hour", "day": "limit_per_day"}
-
 
 @dataclass
 class _Account:
@@ -121,20 +119,13 @@ class BatchDelivery:
             password = self._services.accounts.password(stored)
         except Exception as exc:  # one account's bad secret must not fail the other accounts' mail
             problem = f"the account's password cannot be decrypted ({type(exc).__name__})"
+        limits = {"minute": stored.limit_per_minute, "hour": stored.limit_per_hour, "day": stored.limit_per_day}
         return _Account(
-            smtp=SmtpAccount(
-                host=stored["host"],
-                port=int(stored["port"]),
-                user=stored.get("user"),
-                password=password,
-                use_tls=bool(stored.get("use_tls")),
-                # An account stored before the cap existed must not wait forever for a long enough invocation.
-                timeout=min(float(stored.get("timeout", 30.0)), self._settings.max_account_timeout),
-            ),
+            smtp=SmtpAccount.of(stored, password, max_timeout=self._settings.max_account_timeout),
             problem=problem,
-            limits={w: int(stored[f]) for w, f in _LIMIT_FIELDS.items() if stored.get(f)},
-            reject_over_limit=stored.get("limit_behavior") == "reject",
-            batch_size=int(stored["batch_size"]) if stored.get("batch_size") else None,
+            limits={window: limit for window, limit in limits.items() if limit},
+            reject_over_limit=stored.limit_behavior == "reject",
+            batch_size=stored.batch_size,
         )
 
     # -- one record ----------------------------------------------------------------------------------

@@ -62,15 +62,15 @@ def tenant_target(
     to the deployment's endpoint, signed with the deployment's secret. `fallback` may be a callable,
     so that the deployment's credentials are read only when a tenant needs them."""
     tenant = services.tenants.get(tenant_id)
-    if tenant is None or not tenant.get("client_base_url"):
+    url = tenant.sync_url if tenant else None
+    if tenant is None or url is None:
         return fallback() if callable(fallback) else fallback
-    auth = tenant.get("client_auth") or {}
-    method = auth.get("method", "none")
+    credentials = services.tenants.credentials(tenant)
     return ReportTarget(
-        url=tenant["client_base_url"].rstrip("/") + tenant.get("client_sync_path", "/mail-proxy/sync"),
-        token=services.tenants.client_secret(tenant, "token") if method == "bearer" else None,
-        user=auth.get("user") if method == "basic" else None,
-        password=services.tenants.client_secret(tenant, "password") if method == "basic" else None,
+        url=url,
+        token=credentials.token,
+        user=credentials.user,
+        password=credentials.password,
         signing_secret=services.tenants.signing_secret(tenant),
         timeout=services.settings.client_sync_timeout,
     )
@@ -204,7 +204,7 @@ class Reporter:
 
     def _known_tenants(self) -> list[str]:
         """`default` and every configured tenant: the partitions of the outbox to read."""
-        return list(dict.fromkeys([DEFAULT_TENANT, *sorted(t["id"] for t in self._services.tenants.list())]))
+        return list(dict.fromkeys([DEFAULT_TENANT, *sorted(t.id for t in self._services.tenants.list())]))
 
     def run(self, *, budget_seconds: float, batch_size: int) -> ReportRun:
         """Sweep, then report every tenant until its outbox is empty, its client fails, or the time budget

@@ -164,12 +164,12 @@ def test_smtp_passwords_are_encrypted_at_rest_and_never_returned(api: TestClient
     raw = json.dumps(services.dynamodb.scan(TableName=services.settings.config_table)["Items"])
     assert not [form for form in encodings(PASSWORD) if form in raw]
     stored = services.accounts.get("default", "smtp-main")
-    assert stored is not None and stored["password_enc"].startswith("fernet:")
+    assert stored is not None and stored.password_enc is not None and stored.password_enc.startswith("fernet:")
     with pytest.raises(DecryptionError):  # another key (another deployment) cannot read it
         LocalSecretBox(new_local_key()).decrypt(
-            stored["password_enc"], {"purpose": "smtp-password", "tenant": "default", "account": "smtp-main"}
+            stored.password_enc, {"purpose": "smtp-password", "tenant": "default", "account": "smtp-main"}
         )
-    moved = {**stored, "id": "other"}  # a ciphertext copied onto another account is refused
+    moved = stored.model_copy(update={"id": "other"})  # a ciphertext copied onto another account is refused
     with pytest.raises(DecryptionError):
         services.accounts.password(moved)
     invalid = api.post("/account", headers=AUTH, json=account_payload(password=PASSWORD, port="x"))

@@ -40,7 +40,7 @@ def delete_account(
 @router.get("/accounts")
 def list_accounts(caller: Caller, services: ServicesDep, tenant_id: TenantQuery = None) -> AccountsPage:
     items = services.accounts.list(caller.scope(tenant_id))
-    return AccountsPage(accounts=[AccountView.from_item(item) for item in items])
+    return AccountsPage(accounts=[AccountView.from_record(item) for item in items])
 
 
 @router.post("/commands/test-smtp")
@@ -65,17 +65,12 @@ def test_smtp(request: SmtpProbeRequest, caller: Caller, services: ServicesDep) 
 
 
 def _stored_account(services: Services, tenant_id: str, account_id: str) -> SmtpAccount:
-    """The stored account with its password decrypted, as the sender builds it (mailproxy/logic/delivery.py)."""
+    """The stored account with its password decrypted, as the sender builds it."""
     stored = services.accounts.get(tenant_id, account_id)
     if stored is None:
         raise policy.NotFound(f"account {account_id!r} not found")
-    return SmtpAccount(
-        host=stored["host"],
-        port=int(stored["port"]),
-        user=stored.get("user"),
-        password=services.accounts.password(stored),
-        use_tls=bool(stored.get("use_tls")),
-        timeout=float(stored.get("timeout", 30.0)),
+    return SmtpAccount.of(
+        stored, services.accounts.password(stored), max_timeout=services.settings.max_account_timeout
     )
 
 

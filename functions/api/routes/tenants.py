@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from functions.api.dependencies import Caller, ServicesDep
+from mailproxy.dal.records import StoredTenant
 from mailproxy.logic import campaigns, policy
 from mailproxy.models import TenantId, TenantIn
 from mailproxy.services import Services
@@ -29,7 +28,7 @@ def _not_found(tenant_id: str) -> policy.NotFound:
     return policy.NotFound(f"tenant {tenant_id!r} not found")
 
 
-def _existing_tenant(services: Services, tenant_id: str) -> dict[str, Any]:
+def _existing_tenant(services: Services, tenant_id: str) -> StoredTenant:
     item = services.tenants.get(tenant_id)
     if item is None:
         raise _not_found(tenant_id)
@@ -50,13 +49,13 @@ def post_tenant(tenant: TenantIn, caller: Caller, services: ServicesDep) -> Tena
 
 @router.get("/tenants")
 def list_tenants(caller: Caller, services: ServicesDep) -> TenantsPage:
-    items = services.tenants.list() if caller.is_admin else [services.tenants.get(caller.scope(None)) or {}]
-    return TenantsPage(tenants=[TenantView.from_item(item) for item in items if item])
+    items = services.tenants.list() if caller.is_admin else [services.tenants.get(caller.scope(None))]
+    return TenantsPage(tenants=[TenantView.from_record(item) for item in items if item])
 
 
 @router.get("/tenant/{tenant_id}")
 def get_tenant(tenant_id: TenantId, caller: Caller, services: ServicesDep) -> TenantDetail:
-    return TenantDetail(tenant=TenantView.from_item(_existing_tenant(services, caller.scope(tenant_id))))
+    return TenantDetail(tenant=TenantView.from_record(_existing_tenant(services, caller.scope(tenant_id))))
 
 
 @router.put("/tenant/{tenant_id}")

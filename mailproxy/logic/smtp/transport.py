@@ -15,6 +15,7 @@ from typing import Any
 
 from typing_extensions import Buffer
 
+from mailproxy.dal.records import StoredAccount
 from mailproxy.logic.smtp.errors import DeadlinePassed, ReplyTooLong
 
 Addresses = Callable[[str, int], list[tuple[Any, ...]]]  # host, port -> getaddrinfo entries to connect to
@@ -33,6 +34,19 @@ class SmtpAccount:
     password: str | None = field(repr=False)
     use_tls: bool
     timeout: float = 30.0
+
+    @classmethod
+    def of(cls, stored: StoredAccount, password: str | None, *, max_timeout: float) -> SmtpAccount:
+        """A stored account as the sender and the probe use it. Its timeout is capped: an account stored
+        before the cap existed must not wait longer than the invocation can (docs/design.md)."""
+        return cls(
+            host=stored.host,
+            port=stored.port,
+            user=stored.user,
+            password=password,
+            use_tls=stored.use_tls,
+            timeout=min(stored.timeout, max_timeout),
+        )
 
     @property
     def wants_auth(self) -> bool:
