@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit soak bench synth rehearse clean
+.PHONY: run install test check lint typecheck unit fuzz soak bench synth rehearse clean
 
 REQUIREMENTS := requirements.txt requirements-local.txt requirements-cdk.txt requirements-dev.txt
 WHEELHOUSE := $(VENV)/wheelhouse
@@ -42,6 +42,10 @@ CHECK_TESTS := tests/unit tests/integration tests/infrastructure \
 	tests/reliability/test_hostile_input.py tests/reliability/test_hostile_mime.py
 check: lint
 	$(PY) -m pytest -q -p no:cacheprovider --durations=5 $(CHECK_TESTS)
+
+# Pure logic only (about a second of tests): no moto, no servers.
+unit: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 # The full fuzz: random examples, many per operation (`make test` runs 20 fixed ones per operation).
 FUZZ_EXAMPLES ?= 200
