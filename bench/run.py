@@ -185,172 +185,215 @@ def _f(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def render(results: dict[str, Any]) -> str:
-    lines: list[str] = []
-    meta = results["meta"]
+class _Table:
+    """The lines of the table, with its two shapes of line: a section title and a labelled row."""
 
-    def title(text: str) -> None:
-        lines.append("")
-        lines.append(text)
-        lines.append("-" * len(text))
+    def __init__(self) -> None:
+        self.lines: list[str] = []
 
-    def row(label: str, value: str, note: str = "") -> None:
-        lines.append(f"  {label:<46} {value:>14}  {note}".rstrip())
+    def title(self, text: str) -> None:
+        self.lines += ["", text, "-" * len(text)]
 
-    lines.append(
+    def row(self, label: str, value: str, note: str = "") -> None:
+        self.lines.append(f"  {label:<46} {value:>14}  {note}".rstrip())
+
+    def columns(self, label: str, cells: list[str]) -> None:
+        self.lines.append(f"  {label:<46} " + " ".join(cells))
+
+
+def _header(table: _Table, meta: dict[str, Any]) -> None:
+    table.lines.append(
         f"genro-mail-proxy serverless - benchmarks ({'quick' if meta['quick'] else 'full'} run, "
         f"{meta['started']}, {meta['machine']}, Python {meta['python']}, git {meta['git']['commit']}"
         f"{' + local changes' if meta['git']['changed_files'] else ''})"
     )
-    lines.append(
+    table.lines.append(
         f"load average before {meta['load_before']}, after {meta.get('load_after')}; took {meta.get('seconds_total')} s"
     )
 
-    p = results.get("pipeline", {})
-    title("SMTP pipeline (moto in process, one account, batches of 10, plain aiosmtpd sink in process)")
-    if "failed" in p:
-        row("FAILED", "", p["failed"])
-    elif p:
-        ours = p["ours"]
-        row("messages", _f(p["messages"]), f"{p['body_bytes']} B bodies")
-        row("sender handler, msg/s", _f(ours["msg_per_s"]), "time inside the handler (what Lambda runs)")
-        row("  with the local poller (moto SQS), msg/s", _f(ours["wall_msg_per_s"]), "receive + delete included")
-        runs = ", ".join(f"{v:,.0f}" for v in p["raw"].get("runs_msg_per_s", []))
-        row("raw smtplib, one connection, msg/s", _f(p["raw"]["msg_per_s"]), f"median of {runs}; serialized beforehand")
-        row("ratio ours / raw", _f(p["ratio"], 3), f"with the poller: {_f(p['ratio_wall'], 3)}")
-        parts = ours["handler_ms_per_message"]
-        row(
-            "handler ms per message",
-            _f(sum(parts.values()), 2),
-            " + ".join(f"{k} {v:.2f}" for k, v in parts.items()),
-        )
-        row(
-            "moto ms per call",
-            "",
-            ", ".join(f"{k.split('.', 1)[1]} {v['ms_per_call']:.1f}" for k, v in ours["moto_ms_per_call"].items()),
-        )
-        row(
-            "SMTP connections / batches",
-            f"{p['smtp_connections']}/{ours['batches']}",
-            f"= {p['connections_per_batch']:.2f}",
-        )
-        row("ingestion before the clock (ASGI app), msg/s", _f(p["ingest"]["msg_per_s"]), "batches of 100")
-        row("reporter (moto, local endpoint), msg/s", _f(p["report"]["msg_per_s"]), "batches of 100")
 
-    title("Ingestion: POST /commands/add-messages, batches of 100")
+def _pipeline(table: _Table, results: dict[str, Any]) -> None:
+    p = results.get("pipeline", {})
+    table.title("SMTP pipeline (moto in process, one account, batches of 10, plain aiosmtpd sink in process)")
+    if "failed" in p:
+        table.row("FAILED", "", p["failed"])
+        return
+    if not p:
+        return
+    ours = p["ours"]
+    table.row("messages", _f(p["messages"]), f"{p['body_bytes']} B bodies")
+    table.row("sender handler, msg/s", _f(ours["msg_per_s"]), "time inside the handler (what Lambda runs)")
+    table.row("  with the local poller (moto SQS), msg/s", _f(ours["wall_msg_per_s"]), "receive + delete included")
+    runs = ", ".join(f"{v:,.0f}" for v in p["raw"].get("runs_msg_per_s", []))
+    table.row(
+        "raw smtplib, one connection, msg/s", _f(p["raw"]["msg_per_s"]), f"median of {runs}; serialized beforehand"
+    )
+    table.row("ratio ours / raw", _f(p["ratio"], 3), f"with the poller: {_f(p['ratio_wall'], 3)}")
+    parts = ours["handler_ms_per_message"]
+    table.row(
+        "handler ms per message",
+        _f(sum(parts.values()), 2),
+        " + ".join(f"{k} {v:.2f}" for k, v in parts.items()),
+    )
+    table.row(
+        "moto ms per call",
+        "",
+        ", ".join(f"{k.split('.', 1)[1]} {v['ms_per_call']:.1f}" for k, v in ours["moto_ms_per_call"].items()),
+    )
+    table.row(
+        "SMTP connections / batches",
+        f"{p['smtp_connections']}/{ours['batches']}",
+        f"= {p['connections_per_batch']:.2f}",
+    )
+    table.row("ingestion before the clock (ASGI app), msg/s", _f(p["ingest"]["msg_per_s"]), "batches of 100")
+    table.row("reporter (moto, local endpoint), msg/s", _f(p["report"]["msg_per_s"]), "batches of 100")
+
+
+def _ingestion(table: _Table, results: dict[str, Any]) -> None:
+    table.title("Ingestion: POST /commands/add-messages, batches of 100")
+    p = results.get("pipeline", {})
     if p and "ingest" in p:
-        row("ASGI app in process (TestClient), moto in process", _f(p["ingest"]["msg_per_s"]), "msg/s")
+        table.row("ASGI app in process (TestClient), moto in process", _f(p["ingest"]["msg_per_s"]), "msg/s")
     s = results.get("stack_ingestion", {})
     if "failed" in s:
-        row("local stack over HTTP: FAILED", "", s["failed"])
+        table.row("local stack over HTTP: FAILED", "", s["failed"])
     elif s:
-        row("local stack over HTTP (moto server), no sender", _f(s["msg_per_s"]), f"msg/s, {s['messages']} messages")
+        table.row(
+            "local stack over HTTP (moto server), no sender", _f(s["msg_per_s"]), f"msg/s, {s['messages']} messages"
+        )
 
-    title("End to end on the local stack: API call -> SMTP sink")
+
+def _end_to_end(table: _Table, results: dict[str, Any]) -> None:
+    table.title("End to end on the local stack: API call -> SMTP sink")
     e2e = results.get("e2e")
     if isinstance(e2e, dict) and "failed" in e2e:
-        row("FAILED", "", e2e["failed"])
+        table.row("FAILED", "", e2e["failed"])
     for run in e2e if isinstance(e2e, list) else []:
         status = ", ".join(f"{k} {v}" for k, v in sorted(run["statuses"].items()))
-        row(
+        table.row(
             f"{run['senders']} sender(s): {run['received']}/{run['messages']} delivered",
             f"{run['wall_seconds']:.1f} s",
             f"{run['msg_per_s']:.1f} msg/s; {status}",
         )
         for reason, count in run.get("errors", {}).items():
-            row("", "", f"error x{count}: {reason}")
+            table.row("", "", f"error x{count}: {reason}")
     if e2e:
-        row("original service, same machine (NOTES.md)", _f(ORIGINAL_E2E_MSG_PER_S), "msg/s (500 messages)")
+        table.row("original service, same machine (NOTES.md)", _f(ORIGINAL_E2E_MSG_PER_S), "msg/s (500 messages)")
 
+
+_REQUEST_LINES = (  # (label, key in per_message, digits)
+    ("DynamoDB calls", "dynamodb_calls", 2),
+    ("DynamoDB item writes (table)", "dynamodb_item_writes", 2),
+    ("DynamoDB index entry writes (GSI)", "dynamodb_index_writes", 2),
+    ("WRU (table + GSI)", "wru", 2),
+    ("RRU", "rru", 2),
+    ("largest WRU of one status write", "max_status_wru", 0),
+    ("SQS requests: functions", "sqs_requests_function", 2),
+    ("SQS requests: event source mapping (poller)", "sqs_requests_esm", 2),
+    ("S3 PUT", "s3_put", 2),
+    ("S3 GET", "s3_get", 2),
+    ("KMS Decrypt (SMTP password)", "kms_decrypts", 2),
+    ("log bytes written by the functions", "log_bytes", 0),
+)
+
+
+def _requests(table: _Table, results: dict[str, Any]) -> None:
     r = results.get("requests", {})
-    title("AWS requests per message, whole life (ingest via API, send, report)")
+    table.title("AWS requests per message, whole life (ingest via API, send, report)")
     if "failed" in r:
-        row("FAILED", "", r["failed"])
-    elif r:
-        names = list(r)
-        lines.append(f"  {'per message':<46} " + " ".join(f"{n:>11}" for n in names))
+        table.row("FAILED", "", r["failed"])
+        return
+    if not r:
+        return
+    names = list(r)
+    table.columns("per message", [f"{n:>11}" for n in names])
+    table.columns(
+        "(messages; per API call)",
+        [f"{str(r[n]['scenario']['messages']) + '; ' + str(r[n]['scenario']['per_request']):>11}" for n in names],
+    )
+    for label, key, digits in _REQUEST_LINES:
+        table.columns(label, [f"{_f(r[n]['per_message'].get(key), digits):>11}" for n in names])
+    first = r[names[0]]["per_message"]["wru_index_by_index"]
+    table.row("GSI WRU by index (2 KB)", "", ", ".join(f"{k} {v:.2f}" for k, v in first.items()))
+    ops = [o for o in r[names[0]]["operations"] if o["service"] == "dynamodb" and o["wru_table"] + o["wru_index"]]
+    table.row(
+        "WRU by call (2 KB): table+GSI",
+        "",
+        ", ".join(f"{o['operation']} {o['wru_table_per_message']:.2f}+{o['wru_index_per_message']:.2f}" for o in ops),
+    )
 
-        def line(label: str, key: str, digits: int = 2) -> None:
-            values = [r[n]["per_message"].get(key) for n in names]
-            lines.append(f"  {label:<46} " + " ".join(f"{_f(v, digits):>11}" for v in values))
 
-        lines.append(
-            f"  {'(messages; per API call)':<46} "
-            + " ".join(
-                f"{str(r[n]['scenario']['messages']) + '; ' + str(r[n]['scenario']['per_request']):>11}" for n in names
-            )
-        )
-        line("DynamoDB calls", "dynamodb_calls")
-        line("DynamoDB item writes (table)", "dynamodb_item_writes")
-        line("DynamoDB index entry writes (GSI)", "dynamodb_index_writes")
-        line("WRU (table + GSI)", "wru")
-        line("RRU", "rru")
-        line("largest WRU of one status write", "max_status_wru", 0)
-        line("SQS requests: functions", "sqs_requests_function")
-        line("SQS requests: event source mapping (poller)", "sqs_requests_esm")
-        line("S3 PUT", "s3_put")
-        line("S3 GET", "s3_get")
-        line("KMS Decrypt (SMTP password)", "kms_decrypts")
-        line("log bytes written by the functions", "log_bytes", 0)
-        first = r[names[0]]["per_message"]["wru_index_by_index"]
-        row("GSI WRU by index (2 KB)", "", ", ".join(f"{k} {v:.2f}" for k, v in first.items()))
-        ops = [o for o in r[names[0]]["operations"] if o["service"] == "dynamodb" and o["wru_table"] + o["wru_index"]]
-        row(
-            "WRU by call (2 KB): table+GSI",
-            "",
-            ", ".join(
-                f"{o['operation']} {o['wru_table_per_message']:.2f}+{o['wru_index_per_message']:.2f}" for o in ops
-            ),
-        )
+_COST_TOTALS = (
+    ("total_besides_egress", "TOTAL before egress"),
+    ("total_besides_nat", "TOTAL besides NAT (target)"),
+    ("total_with_nat_gb", "TOTAL with NAT per-GB"),
+)
 
+
+def _cost(table: _Table, results: dict[str, Any]) -> None:
     c = results.get("cost", {})
-    title(f"Dollars per million messages (us-east-1 on-demand, prices checked {c.get('prices_checked', '-')})")
+    table.title(f"Dollars per million messages (us-east-1 on-demand, prices checked {c.get('prices_checked', '-')})")
     if "failed" in c:
-        row("FAILED", "", c["failed"])
-    elif c:
-        names = list(c["scenarios"])
-        lines.append(f"  {'$ per million messages':<46} " + " ".join(f"{n:>11}" for n in names))
-        for key in c["scenarios"][names[0]]["lines"]:
-            lines.append(f"  {key:<46} " + " ".join(f"{c['scenarios'][n]['lines'][key]:>11.3f}" for n in names))
-        for key in ("internet_egress_smtp", "nat_gateway_gb"):
-            lines.append(f"  {key:<46} " + " ".join(f"{c['scenarios'][n]['egress'][key]:>11.3f}" for n in names))
-        for key, label in (
-            ("total_besides_egress", "TOTAL before egress"),
-            ("total_besides_nat", "TOTAL besides NAT (target)"),
-            ("total_with_nat_gb", "TOTAL with NAT per-GB"),
-        ):
-            lines.append(f"  {label:<46} " + " ".join(f"{c['scenarios'][n][key]:>11.2f}" for n in names))
-        lines.append(
-            f"  {'same, with network latency (model)':<46} "
-            + " ".join(f"{c['with_network_latency'][n]['total_besides_nat']:>11.2f}" for n in names)
-        )
-        fixed = c["fixed_monthly"]
-        row("fixed a month, no mail: NAT gateway hours", f"${fixed['nat_gateway_hours']:.2f}", "")
-        row("fixed a month: everything else", f"${sum(fixed.values()) - fixed['nat_gateway_hours']:.2f}", "")
-        hosted = ", ".join(f"{k.split(' (')[0]} ${v['per_million']:,.0f}" for k, v in c["hosted_per_million"].items())
-        row("hosted sending APIs, list price per million", "", hosted)
+        table.row("FAILED", "", c["failed"])
+        return
+    if not c:
+        return
+    scenarios = c["scenarios"]
+    names = list(scenarios)
+    table.columns("$ per million messages", [f"{n:>11}" for n in names])
+    for key in scenarios[names[0]]["lines"]:
+        table.columns(key, [f"{scenarios[n]['lines'][key]:>11.3f}" for n in names])
+    for key in ("internet_egress_smtp", "nat_gateway_gb"):
+        table.columns(key, [f"{scenarios[n]['egress'][key]:>11.3f}" for n in names])
+    for key, label in _COST_TOTALS:
+        table.columns(label, [f"{scenarios[n][key]:>11.2f}" for n in names])
+    table.columns(
+        "same, with network latency (model)",
+        [f"{c['with_network_latency'][n]['total_besides_nat']:>11.2f}" for n in names],
+    )
+    fixed = c["fixed_monthly"]
+    table.row("fixed a month, no mail: NAT gateway hours", f"${fixed['nat_gateway_hours']:.2f}", "")
+    table.row("fixed a month: everything else", f"${sum(fixed.values()) - fixed['nat_gateway_hours']:.2f}", "")
+    hosted = ", ".join(f"{k.split(' (')[0]} ${v['per_million']:,.0f}" for k, v in c["hosted_per_million"].items())
+    table.row("hosted sending APIs, list price per million", "", hosted)
 
+
+def _coldstart(table: _Table, results: dict[str, Any]) -> None:
     cs = results.get("coldstart", {})
-    title("Cold start: handler import time in a fresh interpreter (median)")
+    table.title("Cold start: handler import time in a fresh interpreter (median)")
     if "failed" in cs:
-        row("FAILED", "", cs["failed"])
-    elif cs:
-        for name, module in cs["aws"]["modules"].items():
-            local = cs.get("local", {}).get("modules", {}).get(name, {})
-            row(
-                f"{module['module']}",
-                f"{module['import_s_median']:.3f} s",
-                f"GMP_MODE=aws; local mode {local.get('import_s_median', 0):.3f} s; "
-                f"wall - empty {module['wall_minus_empty_s_median']:.3f} s",
-            )
+        table.row("FAILED", "", cs["failed"])
+        return
+    if not cs:
+        return
+    for name, module in cs["aws"]["modules"].items():
+        local = cs.get("local", {}).get("modules", {}).get(name, {})
+        table.row(
+            f"{module['module']}",
+            f"{module['import_s_median']:.3f} s",
+            f"GMP_MODE=aws; local mode {local.get('import_s_median', 0):.3f} s; "
+            f"wall - empty {module['wall_minus_empty_s_median']:.3f} s",
+        )
 
-    title("Targets")
+
+def _targets(table: _Table, results: dict[str, Any]) -> None:
+    table.title("Targets")
     for t in results.get("targets", []):
         value = t["value"]
         shown = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
-        lines.append(f"  [{t['status']:<4}] {t['target']:<64} {shown:>10}")
-    lines.append("")
-    return "\n".join(lines)
+        table.lines.append(f"  [{t['status']:<4}] {t['target']:<64} {shown:>10}")
+
+
+_SECTIONS_RENDERED = (_pipeline, _ingestion, _end_to_end, _requests, _cost, _coldstart, _targets)
+
+
+def render(results: dict[str, Any]) -> str:
+    table = _Table()
+    _header(table, results["meta"])
+    for section in _SECTIONS_RENDERED:
+        section(table, results)
+    table.lines.append("")
+    return "\n".join(table.lines)
 
 
 def main(argv: list[str] | None = None) -> int:
