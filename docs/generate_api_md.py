@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,21 +70,40 @@ def number(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+def _type_of_ref(ref: str) -> str:
+    name = ref.rsplit("/", 1)[-1]
+    return f"[{name}](#{anchor(name)})"
+
+
+def _type_of_union(branches: list[dict[str, Any]]) -> str:
+    return " | ".join(dict.fromkeys(type_of(branch) for branch in branches))
+
+
+def _type_of_single_all_of(branches: list[dict[str, Any]]) -> str | None:
+    return type_of(branches[0]) if len(branches) == 1 else None  # a longer allOf passes: shown by its other keywords
+
+
+# The keywords that decide the shown type, in order of precedence; a renderer returning None passes.
+_TYPE_BY_KEYWORD: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
+    ("$ref", _type_of_ref),
+    ("anyOf", _type_of_union),
+    ("oneOf", _type_of_union),
+    ("allOf", _type_of_single_all_of),
+    ("const", code),
+    ("enum", lambda values: " | ".join(code(v) for v in values)),
+)
+
+
 def type_of(schema: dict[str, Any]) -> str:
     if not schema:
         return "any"
-    if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[-1]
-        return f"[{name}](#{anchor(name)})"
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return " | ".join(dict.fromkeys(type_of(s) for s in schema[key]))
-    if "allOf" in schema and len(schema["allOf"]) == 1:
-        return type_of(schema["allOf"][0])
-    if "const" in schema:
-        return code(schema["const"])
-    if "enum" in schema:
-        return " | ".join(code(v) for v in schema["enum"])
+    for keyword, render in _TYPE_BY_KEYWORD:
+        if keyword in schema and (shown := render(schema[keyword])) is not None:
+            return shown
+    return _type_of_kind(schema)
+
+
+def _type_of_kind(schema: dict[str, Any]) -> str:
     kind = schema.get("type")
     if isinstance(kind, list):
         return " | ".join(str(k) for k in kind)
