@@ -112,6 +112,12 @@ def report_entry(item: dict[str, Any]) -> DeliveryReportItem:
     )
 
 
+def report_body(entries: list[DeliveryReportItem]) -> bytes:
+    """The bytes POSTed and signed: `{"delivery_report": [entry, ...]}` as compact JSON (docs/network.md,
+    "The proxy → your application")."""
+    return json.dumps({"delivery_report": [e.wire() for e in entries]}, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class PostResult:
     ok: bool
@@ -132,7 +138,7 @@ def post(
     policy = policy or HttpPolicy()
     if target.trusted_host:
         policy = policy.allowing(urlsplit(target.url).hostname or "")
-    body = json.dumps({"delivery_report": [e.wire() for e in entries]}, separators=(",", ":")).encode()
+    body = report_body(entries)
     headers = target.headers(body, now)
     try:
         answer = policy.request("POST", target.url, headers=headers, body=body, timeout=timeout, max_bytes=65536)

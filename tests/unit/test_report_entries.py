@@ -1,15 +1,16 @@
-"""How a delivery report entry is built from a stored outbox item, and how its body is signed
-(mailproxy/logic/reports.py): pure functions, no AWS and no server."""
+"""How a delivery report entry is built from a stored outbox item, the body a batch of them makes, and how
+that body is signed (mailproxy/logic/reports.py): pure functions, no AWS and no server."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
 
 import pytest
 
-from mailproxy.logic.reports import ReportTarget, is_reportable, report_entry, signature
+from mailproxy.logic.reports import ReportTarget, is_reportable, report_body, report_entry, signature
 
 BASE = {"id": "m-1", "tenant_id": "acme", "account_id": "smtp-main", "priority": "2"}
 
@@ -86,3 +87,29 @@ def test_headers_sign_the_body_and_carry_the_credential() -> None:
     basic = ReportTarget(url="https://client.example/sync", user="u", password="p").headers(body, 5)
     assert basic["Authorization"] == "Basic dTpw"
     assert "X-GMP-Signature" not in basic
+
+
+def test_the_body_is_compact_json_of_the_entries_in_order() -> None:
+    sent = report_entry(_item(status="sent", sent_ts=100))
+    deferred = report_entry(_item(id="m-2", status="deferred", deferred_ts=80, deferred_reason="rate limit"))
+    body = report_body([sent, deferred])
+    assert body == (
+        b'{"delivery_report":['
+        b'{"id":"m-1","tenant_id":"acme","account_id":"smtp-main","priority":2,'
+        b'"sent_ts":100,"error_ts":null,"error":null,"deferred_ts":null},'
+        b'{"id":"m-2","tenant_id":"acme","account_id":"smtp-main","priority":2,'
+        b'"sent_ts":null,"error_ts":null,"error":null,"deferred_ts":80,"deferred_reason":"rate limit"}]}'
+    )
+    assert json.loads(body) == {"delivery_report": [sent.wire(), deferred.wire()]}
+
+
+def test_an_empty_batch_is_an_empty_list() -> None:
+    assert report_body([]) == b'{"delivery_report":[]}'
+
+
+def test_the_body_is_ascii_with_other_characters_escaped() -> None:
+    entry = report_entry(_item(status="error", error_ts=90, error="550 boîte inconnue"))
+    body = report_body([entry])
+    assert body.isascii()
+    assert b"bo\\u00eete" in body
+    assert json.loads(body)["delivery_report"][0]["error"] == "550 boîte inconnue"
