@@ -1,1 +1,1 @@
-"""Benchmarks and the cost model (issue 6): `python -m bench.run [--quick]`, or `make bench`."""
+"""Benchmarks and the cost model (docs/cost.md): `python -m bench.run [--quick]`, or `make bench`."""

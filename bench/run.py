@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark of issue 6, a table on stdout and bench/results.json.
+"""`make bench`: every benchmark of docs/cost.md, a table on stdout and bench/results.json.
 
     python -m bench.run            # the full run (a few minutes)
     python -m bench.run --quick    # small N everywhere, for a smoke run

@@ -1,4 +1,5 @@
-"""Configuration from the environment (SPEC §2): one validated model, read once per process."""
+"""Configuration from the environment (docs/design.md, "Environment of the functions"): one validated model,
+read once per process."""
 
 from __future__ import annotations
 

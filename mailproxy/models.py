@@ -236,8 +236,8 @@ class AccountIn(BaseModel):
 
 
 def _printable_ascii(value: Any) -> Any:
-    """Credentials sent in an HTTP header (issue 13): printable ASCII, no line breaks. The error never
-    quotes the value."""
+    """Credentials sent in an HTTP header: printable ASCII, no line breaks, so that none can inject a header
+    line (docs/tenants.md, "Report isolation, signing and keys"). The error never quotes the value."""
     plain = value.get_secret_value() if isinstance(value, SecretStr) else value
     if isinstance(plain, str) and not all(" " <= ch <= "~" for ch in plain):
         raise ValueError("must be printable ASCII, without line breaks")
@@ -486,9 +486,9 @@ class SmtpProbeRequest(TenantScoped):
 
 
 class DeliveryReportItem(BaseModel):
-    """One entry of `{"delivery_report": [...]}`: the seed document's fields; a deferred entry also
-    carries `deferred_reason` (issue 10), the others do not. `tenant_id` (issue 13) names the tenant
-    the message belongs to, in every entry."""
+    """One entry of `{"delivery_report": [...]}` (docs/network.md, "The proxy → your application"): the seed
+    document's fields; a deferred entry also carries `deferred_reason`, the others do not. `tenant_id` names
+    the tenant the message belongs to, in every entry (docs/tenants.md)."""
 
     id: str
     tenant_id: str

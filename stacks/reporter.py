@@ -35,7 +35,7 @@ class Reporter(Construct):
             "GMP_CLIENT_SYNC_SECRET_ARN": secrets.client_sync.secret_arn,
             "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,  # decrypts tenants' report credentials
         }
-        if settings.client_sync_url:  # unset = reports are kept until it is set (SPEC §2)
+        if settings.client_sync_url:  # unset = reports are kept until it is set (docs/deploy.md, "Settings")
             environment["GMP_CLIENT_SYNC_URL"] = settings.client_sync_url
 
         self.function = common.create(

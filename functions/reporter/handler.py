@@ -1,8 +1,9 @@
 """Scheduled reporter: sweeps due messages back onto the queues and POSTs delivery reports.
 
-One run at a time (issue 13): in AWS the function's reserved concurrency is 1; in one process (`make run`,
-tests) a lock serializes the runs, and an invocation that arrives during a run does not run beside it but
-makes the running one go once more after it (triggers coalesce)."""
+One run at a time, so that no report is posted twice and no stale `deferred` follows the final outcome
+(docs/reliability.md, "Poison reports and tenants"): in AWS the function's reserved concurrency is 1; in one
+process (`make run`, tests) a lock serializes the runs, and an invocation that arrives during a run does not
+run beside it but makes the running one go once more after it (triggers coalesce)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def _secret(value: Any) -> str | None:
 
 
 def deployment_target() -> ReportTarget | None:
-    """The deployment's report endpoint (SPEC §2); credentials from Secrets Manager in AWS."""
+    """The deployment's report endpoint (`GMP_CLIENT_SYNC_URL`, docs/design.md, "Environment of the functions");
+    credentials from Secrets Manager in AWS."""
     configured = settings()
     if configured.client_sync_url is None:
         return None

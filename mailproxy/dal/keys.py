@@ -25,8 +25,9 @@ def due_pk(shard: int) -> str:
 
 
 def report_pk(tenant_id: str, shard: int) -> str:
-    """The report outbox is partitioned per tenant (issue 13), so that the reporter reads each tenant's
-    reports on their own and no tenant's backlog fills the head of another's read."""
+    """The report outbox is partitioned per tenant (docs/reliability.md, "Poison reports and tenants"), so that
+    the reporter reads each tenant's reports on their own and no tenant's backlog fills the head of another's
+    read."""
     return f"RPT#{tenant_id}#{shard}"
 
 

@@ -1,10 +1,11 @@
 """Tenants and their API keys. A key is shown once and stored only as its SHA-256 hash; the tenant's
 client secrets (report/attachment auth) and its report signing secret are stored encrypted.
 
-No read-modify-write (issue 13): `put` is one UpdateItem that leaves the key hash and the signing secret
-alone; a new key and a revocation are transactions conditional on the hash they replace, retried on a
-race. The tenant item's `api_key_hash` is the truth: a lookup item `APIKEY#<hash>` counts only while its
-hash is the tenant's current one (`tenant_of_key`)."""
+No read-modify-write, so a replaced or revoked key never comes back (docs/reliability.md, "Poison reports and
+tenants"): `put` is one UpdateItem that leaves the key hash and the signing secret alone; a new key and a
+revocation are transactions conditional on the hash they replace, retried on a race. The tenant item's
+`api_key_hash` is the truth: a lookup item `APIKEY#<hash>` counts only while its hash is the tenant's current
+one (`tenant_of_key`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """A deployment-wide throttle on the config table: one conditional write claims a slot, so it holds across
-every Lambda instance (issue 13: `POST /commands/run-now` triggers the reporter at most once per interval)."""
+every Lambda instance (`POST /commands/run-now` triggers the reporter at most once per interval for the whole
+deployment: docs/tenants.md, "Report isolation, signing and keys")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Campaign control (issue 10): remove unsent mail, clean up old mail, suspend and activate sending,
-delete a tenant with its accounts and queued mail."""
+"""Campaign control (docs/tenants.md, "Campaign control"): remove unsent mail, clean up old mail, suspend and
+activate sending, delete a tenant with its accounts and queued mail."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def delete_messages(services: Services, tenant_id: str, ids: list[str]) -> dict[
 def cleanup_messages(services: Services, tenant_id: str, *, older_than_seconds: int, now: float) -> int:
     """Remove finished messages created over `older_than_seconds` ago whose FINAL outcome the client
     acknowledged: final status, `reported_ts` set and out of the report outbox (no `rpt_pk`). A message
-    whose deferral was reported and whose final outcome is still owed keeps its place (issue 13)."""
+    whose deferral was reported and whose final outcome is still owed keeps its place (docs/reliability.md,
+    "Poison reports and tenants")."""
     done = [
         item
         for item in services.queries.tenant_messages(

@@ -33,7 +33,7 @@ def body_of(*items: dict[str, Any]) -> bytes:
 
 SENT = {
     "id": "MSG-001",
-    "tenant_id": "default",  # issue 13: every entry names its tenant
+    "tenant_id": "default",  # every entry names its tenant (docs/tenants.md)
     "account_id": "smtp-main",
     "priority": 1,
     "sent_ts": NOW,
@@ -170,9 +170,9 @@ def test_bad_payloads_are_400(body: bytes, reason: str) -> None:
 def test_empty_report_and_unknown_fields() -> None:
     assert parse_delivery_report(body_of(), {}) == []
     [report] = parse_delivery_report(body_of({**SENT, "tenant_id": "t1", "next": 1}), {})
-    assert report.id == "MSG-001" and report.tenant_id == "t1"  # a known field since issue 13
+    assert report.id == "MSG-001" and report.tenant_id == "t1"  # a known field since reports carry their tenant
     assert report.model_extra == {"next": 1}
-    older = {k: v for k, v in SENT.items() if k != "tenant_id"}  # an entry from a proxy before issue 13
+    older = {k: v for k, v in SENT.items() if k != "tenant_id"}  # from a proxy before entries had tenant_id
     [report] = parse_delivery_report(body_of(older), {})
     assert report.id == "MSG-001" and report.tenant_id is None and report.status == "sent"
 

@@ -259,7 +259,7 @@ def test_run_now_sweeps_due_messages_and_triggers_a_report(
     )
     assert api.post("/commands/run-now", headers=AUTH).json() == {"ok": True, "enqueued": 0, "throttled": False}
     assert report_triggers.count == 1
-    # issue 13: a second call within GMP_RUN_NOW_MIN_INTERVAL is throttled (tests/reliability/
+    # a second call within GMP_RUN_NOW_MIN_INTERVAL is throttled (docs/tenants.md; tests/reliability/
     # test_poison_reports.py); clear the throttle item so that this test sees the sweep again
     services.dynamodb.delete_item(
         TableName=services.settings.config_table, Key={"pk": {"S": "THROTTLE"}, "sk": {"S": "run-now"}}

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmarks (issue 6): the request counting of `make bench`, for one message.
+"""Smoke test of the benchmarks (docs/cost.md): the request counting of `make bench`, for one message.
 
 No timing is asserted: performance is shown by `make bench`, which prints figures.
 """

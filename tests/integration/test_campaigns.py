@@ -1,4 +1,4 @@
-"""Campaign control, message fields and reading (issue 10), through the API and the sender."""
+"""Campaign control, message fields and reading (docs/tenants.md), through the API and the sender."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from mailproxy_local.lambda_context import LocalLambdaContext
 from tests.report_server import ReportEndpoint, report_endpoint
 
 SEED_FIELDS = {"id", "account_id", "priority", "sent_ts", "error_ts", "error", "deferred_ts"}
-ENTRY_FIELDS = SEED_FIELDS | {"tenant_id"}  # issue 13: every entry names its tenant
+ENTRY_FIELDS = SEED_FIELDS | {"tenant_id"}  # every entry names its tenant (docs/tenants.md)
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_reports_carry_the_seed_payload_and_bearer_auth(services: Services, clie
     assert request.headers["content-type"] == "application/json"
     items = {i["id"]: i for i in request.items}
     assert set(items["sent0"]) == set(items["err0"]) == ENTRY_FIELDS
-    assert set(items["later0"]) == ENTRY_FIELDS | {"deferred_reason"}  # issue 10: deferred items say why
+    assert set(items["later0"]) == ENTRY_FIELDS | {"deferred_reason"}  # deferred items say why (docs/tenants.md)
     assert items["later0"]["deferred_reason"] == "451 later"
     assert items["sent0"]["sent_ts"] and items["sent0"]["error_ts"] is None and items["sent0"]["deferred_ts"] is None
     assert (

@@ -1,4 +1,4 @@
-"""Per-tenant report targets and the `{"queued": n}` convention (issue 10)."""
+"""Per-tenant report targets and the `{"queued": n}` convention (docs/tenants.md, "Tenants and their keys")."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_reply_queued_n_starts_another_cycle_at_once(services: Services, deploym
     services.outbox.pending = counting  # type: ignore[method-assign]
     reporter(services, ReportTarget(deployment_client.url)).run(budget_seconds=20, batch_size=100)
     # cycle 1 reads a batch and then an empty outbox; the reply asked for cycle 2, which reads the outbox again
-    # (issue 13: the outbox is read per tenant; here only `default` has reports and no tenant is configured)
+    # (the outbox is read per tenant, docs/reliability.md; here only `default` has reports and no tenant is configured)
     assert len(calls) == 3
     deployment_client.reply = {"ok": True}
     calls.clear()

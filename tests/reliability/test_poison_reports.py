@@ -1,7 +1,8 @@
-"""Issue 13, the report and tenant half: no tenant can stall another's reports, credentials are checked at
-the door and never leak, the report client is guarded like the attachment fetcher, each tenant signs with
-its own secret, keys can be revoked, one reporter runs at a time, cleanup keeps what is owed, and the local
-API refuses what the deployed one would. Real moto, real SMTP sinks, real HTTP report receivers."""
+"""The cases of docs/reliability.md, "Poison reports and tenants": no tenant can stall another's reports,
+credentials are checked at the door and never leak, the report client is guarded like the attachment fetcher,
+each tenant signs with its own secret, keys can be revoked, one reporter runs at a time, cleanup keeps what is
+owed, and the local API refuses what the deployed one would. Real moto, real SMTP sinks, real HTTP report
+receivers."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ def test_a_torn_outbox_read_never_loses_the_final_report(world: World, smtp_sink
     original = type(world.services.outbox).pending
 
     def torn(store: Any, limit: int, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        items = original(store, limit, tenant_id)  # issue 13: the reporter reads per tenant
+        items = original(store, limit, tenant_id)  # the reporter reads per tenant (docs/reliability.md)
         return [{k: v for k, v in i.items() if k not in ("sent_ts", "history")} for i in items]  # half-applied write
 
     with pytest.MonkeyPatch.context() as patch:

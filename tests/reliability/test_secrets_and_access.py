@@ -33,7 +33,9 @@ from tests.reliability.harness import World
 from tests.report_server import report_endpoint
 from tests.smtp_servers import SinkFactory
 
-UNGUARDED = {"/health"}  # the load balancer's probe (SPEC §7); /docs and /openapi.json are not APIRoutes
+# /health is the load balancer's probe, needing no token (docs/api.md, `GET /health`); /docs and /openapi.json
+# are not APIRoutes
+UNGUARDED = {"/health"}
 
 
 def guarded_routes(api: TestClient) -> list[tuple[str, str]]:

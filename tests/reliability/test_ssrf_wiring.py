@@ -147,8 +147,9 @@ def test_dns_rebinding_after_the_account_check_is_refused_at_connect_time(
     assert internal.connections == 0 and internal.messages == []
     assert item["status"] == "error", item
     assert "127.0.0.1" in item["error"] and "loopback" in item["error"]
-    # The test's report receiver is plain http on loopback, which aws mode refuses since issue 13
-    # (test_poison_reports.py::test_http_report_url_is_refused_in_aws_mode): the report waits ...
+    # The test's report receiver is plain http on loopback, which aws mode refuses (docs/reliability.md,
+    # "Poison reports and tenants"; test_poison_reports.py::test_http_report_url_is_refused_in_aws_mode):
+    # the report waits ...
     assert world.report()["posted"] == 0
     reconfigure(monkeypatch, GMP_MODE="local")  # ... and goes out from a local-mode reporter
     world.report()
