@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     )
     enqueue_grace: int = Field(default=900, ge=60, description="seconds before the sweep re-enqueues a queued message")
 
-
     @property
     def claim_lease_seconds(self) -> int:
         """A claim outlives the longest invocation that can hold it, so a live send is never re-claimed."""

@@ -140,12 +140,12 @@ class Api(Construct):
             self.rest_api,
             "AwsSolutions-APIG4",
             "Clients of the original service authenticate with the X-API-Token header, checked in "
-            "constant time by the app (SPEC §3, §7); an API Gateway authorizer would break them.",
+            "constant time by the app (docs/api.md, Authentication); an API Gateway authorizer would break them.",
         )
         acknowledge(
             self.rest_api,
             "AwsSolutions-COG4",
-            "Machine-to-machine API authenticated by X-API-Token (SPEC §3); there are no Cognito users.",
+            "Machine-to-machine API authenticated by X-API-Token (docs/api.md); there are no Cognito users.",
         )
 
     def _access_logs(self, settings: Settings) -> dict[str, Any]:

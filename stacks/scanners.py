@@ -51,7 +51,7 @@ CHECKOV_SKIPS: dict[str, list[tuple[str, str]]] = {
         (
             "CKV_AWS_158",
             "Encrypted by CloudWatch Logs; the logs never carry passwords, tokens or message "
-            "bodies (SPEC 2), so a customer key would only add cost.",
+            "bodies (docs/reliability.md), so a customer key would only add cost.",
         ),
     ],
     "AWS::S3::Bucket": [
