@@ -19,16 +19,17 @@ from mailproxy.dal.keys import (
     report_sk,
     shard_of,
 )
+from mailproxy.dal.records import ClaimedMessage
 from mailproxy.models import MessageStatus
 
 RETENTION_SECONDS = 30 * 24 * 3600  # ended and reported messages expire (TTL) after this
 HISTORY_LIMIT = 12  # events kept on the status item: enough for a message's life, small enough for 1 WRU
 
 
-def with_event(item: dict[str, Any], event: str, ts: int, **details: Any) -> list[dict[str, Any]]:
-    """The item's history with one more event, oldest dropped beyond the limit."""
+def with_event(history: list[dict[str, Any]], event: str, ts: int, **details: Any) -> list[dict[str, Any]]:
+    """The history with one more event, oldest dropped beyond the limit."""
     entry = {"event": event, "ts": ts, **{k: v for k, v in details.items() if v is not None}}
-    return [*item.get("history", []), entry][-HISTORY_LIMIT:]
+    return [*history, entry][-HISTORY_LIMIT:]
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class MessageStore:
         ).held
 
     # -- sending ---------------------------------------------------------------------------------------
-    def claim(self, tenant_id: str, message_id: str, *, now: int, lease_seconds: int) -> dict[str, Any] | None:
+    def claim(self, tenant_id: str, message_id: str, *, now: int, lease_seconds: int) -> ClaimedMessage | None:
         """queued/deferred (or sending with an expired lease) -> sending; None when not claimable now.
         The due time is left as it is (moving it would rewrite the sweep's index on every send): should
         this sender die, the sweep brings the message back once that time and the lease have passed."""
@@ -155,9 +156,9 @@ class MessageStore:
             ),
             ReturnValues="ALL_NEW",
         )
-        return written.attributes if written else None
+        return ClaimedMessage.from_item(written.attributes) if written else None
 
-    def record(self, claimed: dict[str, Any], outcome: Outcome) -> bool:
+    def record(self, claimed: ClaimedMessage, outcome: Outcome) -> bool:
         """Write the outcome of a claimed message; False when the claim was lost (lease expired, re-claimed)."""
         names = {"#s": "status"}
         sets = [
@@ -175,12 +176,12 @@ class MessageStore:
             "ts": outcome.ts,
             "zero": 0,
             "one": 1,
-            "rpk": report_pk(claimed["tenant_id"], shard_of(claimed["tenant_id"], claimed["id"])),
-            "rsk": report_sk(outcome.ts * 1000, claimed["tenant_id"], claimed["id"]),
+            "rpk": report_pk(claimed.tenant_id, shard_of(claimed.tenant_id, claimed.id)),
+            "rsk": report_sk(outcome.ts * 1000, claimed.tenant_id, claimed.id),
             "sending": MessageStatus.SENDING.value,
-            "claims": claimed["claims"],
+            "claims": claimed.claims,
             "history": with_event(
-                claimed,
+                claimed.history,
                 outcome.status.value,
                 outcome.ts,
                 reason=(outcome.error or outcome.reason or "")[:120] or None,
@@ -204,7 +205,7 @@ class MessageStore:
         return write_if(
             self._db.update_item,
             TableName=self._table,
-            Key={"pk": {"S": claimed["pk"]}, "sk": {"S": STATUS_SK}},
+            Key={"pk": {"S": claimed.pk}, "sk": {"S": STATUS_SK}},
             UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
             ConditionExpression="#s = :sending AND claims = :claims",
             ExpressionAttributeNames=names,

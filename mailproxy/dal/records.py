@@ -20,6 +20,26 @@ class Record(BaseModel):
         return cls.model_validate(item)
 
 
+class ClaimedMessage(Record):
+    """A message's status item as the claim left it: what the sender reads to deliver it and to record
+    the outcome (`MessageStore.record` writes only while `claims` is still this claim's)."""
+
+    pk: str
+    tenant_id: str
+    id: str
+    account_id: str
+    priority: int
+    message_id_header: str
+    claims: int
+    attempts: int = 0
+    outcomes: int = 0  # outcomes recorded: claims beyond them died before theirs (docs/reliability.md)
+    history: list[dict[str, Any]] = []
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant_id, self.id)
+
+
 class StoredAccount(Record):
     """An SMTP account; its password stays encrypted here (`AccountStore.password` decrypts it)."""
 

@@ -17,6 +17,7 @@ from mailproxy.config import SENDER_SAFETY_SECONDS
 from mailproxy.dal.messages import RETENTION_SECONDS, Outcome
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
 from mailproxy.dal.ratelimits import Reservation
+from mailproxy.dal.records import ClaimedMessage
 from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed
 from mailproxy.logic.backoff import retry_delay
 from mailproxy.logic.http_guard import HttpPolicy
@@ -37,9 +38,9 @@ class _Account:
     problem: str | None = None  # why it cannot be used now (its password does not decrypt)
 
 
-def _unfinished_claims(claimed: dict[str, Any]) -> int:
+def _unfinished_claims(claimed: ClaimedMessage) -> int:
     """Earlier claims of this message that never recorded an outcome: the invocation crashed or timed out."""
-    return max(0, int(claimed["claims"]) - 1 - int(claimed.get("outcomes", 0)))
+    return max(0, int(claimed.claims) - 1 - claimed.outcomes)
 
 
 def _outgoing(content: dict[str, Any], attachment_bytes: Callable[[dict[str, Any]], bytes]) -> OutgoingMail:
@@ -171,7 +172,7 @@ class BatchDelivery:
         if content_key not in self._contents:
             self._contents.update(self._services.messages.contents.get_many([content_key]))
 
-    def _deliver_guarded(self, claimed: dict[str, Any], now: int) -> Outcome:
+    def _deliver_guarded(self, claimed: ClaimedMessage, now: int) -> Outcome:
         """Whatever goes wrong between the claim and the outcome costs this message one attempt, never its
         batch-mates. Only the type is logged: an exception's text can carry a credential."""
         try:
@@ -179,19 +180,19 @@ class BatchDelivery:
         except Exception as exc:
             self._logger.warning(
                 "delivery failed unexpectedly; deferred",
-                extra={"message_id": claimed["id"], "tenant_id": claimed["tenant_id"], "error": type(exc).__name__},
+                extra={"message_id": claimed.id, "tenant_id": claimed.tenant_id, "error": type(exc).__name__},
             )
             return self._retry_outcome(claimed, now, f"delivery failed unexpectedly ({type(exc).__name__})")
 
-    def _deliver_claimed(self, claimed: dict[str, Any], now: int) -> Outcome:
+    def _deliver_claimed(self, claimed: ClaimedMessage, now: int) -> Outcome:
         """The steps after the claim, each of which may end the message; the last one is the SMTP attempt."""
         unfinished = _unfinished_claims(claimed)
         if unfinished >= self._settings.max_attempts:
             return _ended_unsent(now, f"gave up after {unfinished} attempts without an outcome")
-        key = (claimed["tenant_id"], claimed["account_id"])
+        key = (claimed.tenant_id, claimed.account_id)
         account = self._account(key)
         if account is None:
-            return _ended_unsent(now, f"account {claimed['account_id']!r} was deleted")
+            return _ended_unsent(now, f"account {claimed.account_id!r} was deleted")
         self._attempted[key] += 1
         held_back = self._held_back(claimed, key, account, now)
         if held_back is not None:
@@ -205,25 +206,25 @@ class BatchDelivery:
         message, envelope = built
         return self._send(claimed, key, account, message, envelope)
 
-    def _held_back(self, claimed: dict[str, Any], key: tuple[str, str], account: _Account, now: int) -> Outcome | None:
+    def _held_back(self, claimed: ClaimedMessage, key: tuple[str, str], account: _Account, now: int) -> Outcome | None:
         """The account cannot be used now (its password does not decrypt), or its rate limit is reached."""
         if account.problem:
             return self._retry_outcome(claimed, now, account.problem)
         return self._over_rate_limit(key, account, now)
 
-    def _message(self, claimed: dict[str, Any], now: int) -> tuple[EmailMessage, Envelope] | Outcome:
+    def _message(self, claimed: ClaimedMessage, now: int) -> tuple[EmailMessage, Envelope] | Outcome:
         """The message to send, built from the stored content with its attachments; or why it cannot be."""
-        content = self._contents.get((claimed["tenant_id"], claimed["id"]))
+        content = self._contents.get((claimed.tenant_id, claimed.id))
         if content is None:
             return _ended_unsent(now, "message content is missing")
         try:
-            mail = self._mail(claimed["tenant_id"], content)
+            mail = self._mail(claimed.tenant_id, content)
         except FetchFailed as failure:
             if failure.temporary:
                 return self._retry_outcome(claimed, now, failure.reason)
             return Outcome(MessageStatus.ERROR, now, error=failure.reason)
         try:
-            return build_message(mail, message_id=claimed["message_id_header"])
+            return build_message(mail, message_id=claimed.message_id_header)
         except ValueError as exc:
             return _ended_unsent(now, f"message cannot be built: {exc}")
 
@@ -262,7 +263,7 @@ class BatchDelivery:
 
     def _send(
         self,
-        claimed: dict[str, Any],
+        claimed: ClaimedMessage,
         key: tuple[str, str],
         account: _Account,
         message: EmailMessage,
@@ -290,39 +291,39 @@ class BatchDelivery:
         return self._retry_outcome(claimed, done, reply)
 
     def _smtp_activity(
-        self, claimed: dict[str, Any], key: tuple[str, str], account: _Account, result: SendResult, latency_ms: float
+        self, claimed: ClaimedMessage, key: tuple[str, str], account: _Account, result: SendResult, latency_ms: float
     ) -> None:
         self._metrics.add_metric(name="SmtpLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
         if self._settings.log_delivery_activity:
             self._logger.info(
                 "smtp attempt",
                 extra={
-                    "message_id": claimed["id"],
-                    "tenant_id": claimed["tenant_id"],
+                    "message_id": claimed.id,
+                    "tenant_id": claimed.tenant_id,
                     "account_id": key[1],
                     "smtp_host": account.smtp.host,
                     "outcome": result.outcome.value,
                     "smtp_code": result.code,
                     "detail": result.detail,
                     "latency_ms": round(latency_ms, 1),
-                    "attempt": claimed["attempts"] + 1,
+                    "attempt": claimed.attempts + 1,
                 },
             )
 
-    def _retry_outcome(self, claimed: dict[str, Any], now: int, reason: str) -> Outcome:
+    def _retry_outcome(self, claimed: ClaimedMessage, now: int, reason: str) -> Outcome:
         """Deferred with backoff, or error once the attempts are used up (claims that ended without an
         outcome, a crash or a timeout, count as attempts)."""
-        attempt = int(claimed["attempts"]) + _unfinished_claims(claimed) + 1
+        attempt = int(claimed.attempts) + _unfinished_claims(claimed) + 1
         if attempt >= self._settings.max_attempts:
             return Outcome(MessageStatus.ERROR, now, error=f"gave up after {attempt} attempts: {reason}")
         delay = retry_delay(attempt, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
         return Outcome(MessageStatus.DEFERRED, now, not_before=now + delay, reason=reason)
 
-    def _record(self, claimed: dict[str, Any], outcome: Outcome) -> str:
+    def _record(self, claimed: ClaimedMessage, outcome: Outcome) -> str:
         if not self._services.messages.record(claimed, outcome):
             self._logger.warning(
                 "claim lost before the outcome was written",
-                extra={"message_id": claimed["id"], "tenant_id": claimed["tenant_id"]},
+                extra={"message_id": claimed.id, "tenant_id": claimed.tenant_id},
             )
             self.outcomes["claim_lost"] += 1
             return "claim_lost"
@@ -336,34 +337,34 @@ class BatchDelivery:
         self._log_outcome(claimed, outcome)
         return status
 
-    def _content_ended(self, claimed: dict[str, Any], outcome: Outcome) -> None:
+    def _content_ended(self, claimed: ClaimedMessage, outcome: Outcome) -> None:
         try:
             expires_at = outcome.ts + RETENTION_SECONDS
-            self._services.messages.contents.ended(claimed["tenant_id"], claimed["id"], expires_at)
+            self._services.messages.contents.ended(claimed.tenant_id, claimed.id, expires_at)
         except Exception:  # best effort: the outcome is written; an orphaned copy expires by the lifecycle rule
-            self._logger.warning("content clean-up failed", extra={"message_id": claimed["id"]}, exc_info=True)
+            self._logger.warning("content clean-up failed", extra={"message_id": claimed.id}, exc_info=True)
 
-    def _enqueue_retry(self, claimed: dict[str, Any], not_before: int) -> None:
+    def _enqueue_retry(self, claimed: ClaimedMessage, not_before: int) -> None:
         delay = not_before - int(self._clock())
         if delay <= MAX_DELAY_SECONDS:
             # Best effort: if this enqueue is lost, the sweep enqueues the message once it is due.
             self._services.queues.enqueue(
                 [
                     QueueEntry(
-                        claimed["tenant_id"],
-                        claimed["id"],
-                        claimed["account_id"],
-                        int(claimed["priority"]),
+                        claimed.tenant_id,
+                        claimed.id,
+                        claimed.account_id,
+                        int(claimed.priority),
                         delay=delay,
                     )
                 ]
             )
 
-    def _log_outcome(self, claimed: dict[str, Any], outcome: Outcome) -> None:
-        extra = {
-            "message_id": claimed["id"],
-            "tenant_id": claimed["tenant_id"],
-            "account_id": claimed["account_id"],
+    def _log_outcome(self, claimed: ClaimedMessage, outcome: Outcome) -> None:
+        extra: dict[str, str | None] = {
+            "message_id": claimed.id,
+            "tenant_id": claimed.tenant_id,
+            "account_id": claimed.account_id,
             "status": outcome.status.value,
         }
         if outcome.error or outcome.reason:
