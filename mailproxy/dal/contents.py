@@ -96,7 +96,7 @@ class ContentStore:
             ReturnValues="ALL_NEW",
             **({"ExpressionAttributeValues": attribute_values} if attribute_values else {}),
         )
-        return written.attributes if written else None
+        return written.attributes if written.held else None
 
     def ended(self, tenant_id: str, message_id: str, expires_at: int) -> None:
         """The message of a content read by this process has ended: a content kept without expiry gets

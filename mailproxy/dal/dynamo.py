@@ -40,9 +40,6 @@ class Written:
     held: bool
     attributes: dict[str, Any] = field(default_factory=dict)
 
-    def __bool__(self) -> bool:
-        return self.held
-
 
 def write_if(write: Callable[..., Any], **request: Any) -> Written:
     """Run one conditional PutItem / UpdateItem / DeleteItem (`write` is the client's method)."""

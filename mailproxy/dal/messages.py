@@ -156,7 +156,7 @@ class MessageStore:
             ),
             ReturnValues="ALL_NEW",
         )
-        return ClaimedMessage.from_item(written.attributes) if written else None
+        return ClaimedMessage.from_item(written.attributes) if written.held else None
 
     def record(self, claimed: ClaimedMessage, outcome: Outcome) -> bool:
         """Write the outcome of a claimed message; False when the claim was lost (lease expired, re-claimed)."""
@@ -232,7 +232,7 @@ class MessageStore:
             ExpressionAttributeValues=values(queued=MessageStatus.QUEUED.value, deferred=MessageStatus.DEFERRED.value),
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
-        if not deleted:
+        if not deleted.held:
             return str(deleted.attributes["status"]) if deleted.attributes else "not_found"
         self._db.delete_item(
             TableName=self._table, Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": CONTENT_SK}}
@@ -247,7 +247,7 @@ class MessageStore:
         else:
             update = "SET due_pk = :dpk, due_ts = :due REMOVE suspended"
             named = {"dpk": due_pk(shard_of(item["tenant_id"], item["id"])), "due": now + 900}
-        if not write_if(
+        moved = write_if(
             self._db.update_item,
             TableName=self._table,
             Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
@@ -257,7 +257,8 @@ class MessageStore:
             ExpressionAttributeValues=values(
                 queued=MessageStatus.QUEUED.value, deferred=MessageStatus.DEFERRED.value, **named
             ),
-        ):
+        )
+        if not moved.held:
             return False
         # A suspension has no end: the content must not expire meanwhile (docs/design.md).
         if suspended:
@@ -272,7 +273,7 @@ class MessageStore:
         so a final report owed since the read is kept with its message. Returns how many were removed."""
         removed = 0
         for item in items:
-            if not write_if(
+            deleted = write_if(
                 self._db.delete_item,
                 TableName=self._table,
                 Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
@@ -281,7 +282,8 @@ class MessageStore:
                 ),
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=values(sent=MessageStatus.SENT.value, error=MessageStatus.ERROR.value),
-            ):
+            )
+            if not deleted.held:
                 continue
             self._db.delete_item(TableName=self._table, Key={"pk": {"S": item["pk"]}, "sk": {"S": CONTENT_SK}})
             removed += 1

@@ -136,7 +136,7 @@ class TenantStore:
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":s": {"S": encrypted}},
         )
-        return secret if stored else None
+        return secret if stored.held else None
 
     def delete_signing_secret(self, tenant_id: str) -> bool:
         return write_if(
