@@ -38,6 +38,7 @@ MAX_BODY_BYTES = 4_000_000
 MAX_ATTACHMENT_BYTES = 4_000_000
 MAX_INLINE_MESSAGE_BYTES = 4_400_000
 MAX_HEADERS = 50
+DEFAULT_SMTP_TIMEOUT = 30.0  # seconds an SMTP account waits for each reply, unless it says otherwise
 DEFAULT_SYNC_PATH = "/mail-proxy/sync"  # a tenant's report endpoint, under its client_base_url
 DEFAULT_ATTACHMENT_PATH = "/mail-proxy/attachments"
 MAX_HEADER_VALUE_BYTES = 8_192  # the email package folds a header in quadratic time: 64 KB already costs ~0.4 s
@@ -227,7 +228,7 @@ class AccountIn(BaseModel):
     user: SmtpUser | None = None
     password: SmtpPassword | None = None
     use_tls: bool = False
-    timeout: SmtpTimeout = 30.0
+    timeout: SmtpTimeout = DEFAULT_SMTP_TIMEOUT
     limit_per_minute: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_per_hour: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_per_day: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
@@ -473,7 +474,7 @@ class SmtpProbeRequest(TenantScoped):
     user: SmtpUser | None = None
     password: SmtpPassword | None = None
     use_tls: bool = False
-    timeout: SmtpTimeout = 30.0
+    timeout: SmtpTimeout = DEFAULT_SMTP_TIMEOUT
 
     @model_validator(mode="after")
     def _one_form(self) -> SmtpProbeRequest:

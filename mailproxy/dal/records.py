@@ -8,7 +8,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mailproxy.models import DEFAULT_ATTACHMENT_PATH, DEFAULT_SYNC_PATH
+from mailproxy.models import DEFAULT_ATTACHMENT_PATH, DEFAULT_SMTP_TIMEOUT, DEFAULT_SYNC_PATH
 
 
 class Record(BaseModel):
@@ -50,7 +50,7 @@ class StoredAccount(Record):
     user: str | None = None
     password_enc: str | None = Field(default=None, repr=False)
     use_tls: bool = False
-    timeout: float = 30.0
+    timeout: float = DEFAULT_SMTP_TIMEOUT
     limit_per_minute: int | None = None
     limit_per_hour: int | None = None
     limit_per_day: int | None = None

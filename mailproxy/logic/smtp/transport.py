@@ -17,6 +17,7 @@ from typing_extensions import Buffer
 
 from mailproxy.dal.records import StoredAccount
 from mailproxy.logic.smtp.errors import DeadlinePassed, ReplyTooLong
+from mailproxy.models import DEFAULT_SMTP_TIMEOUT
 
 Addresses = Callable[[str, int], list[tuple[Any, ...]]]  # host, port -> getaddrinfo entries to connect to
 
@@ -33,7 +34,7 @@ class SmtpAccount:
     user: str | None
     password: str | None = field(repr=False)
     use_tls: bool
-    timeout: float = 30.0
+    timeout: float = DEFAULT_SMTP_TIMEOUT
 
     @classmethod
     def of(cls, stored: StoredAccount, password: str | None, *, max_timeout: float) -> SmtpAccount:
@@ -114,7 +115,7 @@ class Client(smtplib.SMTP):
         self._implicit_tls = tls_context
         self._addresses = addresses
         self.deadline: float | None = None
-        super().__init__(local_hostname=local_hostname(), timeout=timeout if timeout > 0 else 30.0)
+        super().__init__(local_hostname=local_hostname(), timeout=timeout if timeout > 0 else DEFAULT_SMTP_TIMEOUT)
         self._host = host  # server_hostname for STARTTLS (smtplib reads it)
 
     def _time_left(self) -> float:
