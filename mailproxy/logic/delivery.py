@@ -40,7 +40,7 @@ class _Account:
 
 def _unfinished_claims(claimed: ClaimedMessage) -> int:
     """Earlier claims of this message that never recorded an outcome: the invocation crashed or timed out."""
-    return max(0, int(claimed.claims) - 1 - claimed.outcomes)
+    return max(0, claimed.claims - 1 - claimed.outcomes)
 
 
 def _outgoing(content: dict[str, Any], attachment_bytes: Callable[[dict[str, Any]], bytes]) -> OutgoingMail:
@@ -214,7 +214,7 @@ class BatchDelivery:
 
     def _message(self, claimed: ClaimedMessage, now: int) -> tuple[EmailMessage, Envelope] | Outcome:
         """The message to send, built from the stored content with its attachments; or why it cannot be."""
-        content = self._contents.get((claimed.tenant_id, claimed.id))
+        content = self._contents.get(claimed.key)
         if content is None:
             return _ended_unsent(now, "message content is missing")
         try:
@@ -313,7 +313,7 @@ class BatchDelivery:
     def _retry_outcome(self, claimed: ClaimedMessage, now: int, reason: str) -> Outcome:
         """Deferred with backoff, or error once the attempts are used up (claims that ended without an
         outcome, a crash or a timeout, count as attempts)."""
-        attempt = int(claimed.attempts) + _unfinished_claims(claimed) + 1
+        attempt = claimed.attempts + _unfinished_claims(claimed) + 1
         if attempt >= self._settings.max_attempts:
             return Outcome(MessageStatus.ERROR, now, error=f"gave up after {attempt} attempts: {reason}")
         delay = retry_delay(attempt, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
@@ -354,7 +354,7 @@ class BatchDelivery:
                         claimed.tenant_id,
                         claimed.id,
                         claimed.account_id,
-                        int(claimed.priority),
+                        claimed.priority,
                         delay=delay,
                     )
                 ]
