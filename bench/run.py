@@ -24,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
-SECTIONS = ("pipeline", "stack", "requests", "coldstart")
+SECTIONS = ("pipeline", "stack", "requests", "coldstart", "idle")
 ORIGINAL_E2E_MSG_PER_S = 84.0  # the original service, same machine (/work/shared/NOTES.md)
 
 
@@ -52,7 +52,7 @@ def _section(name: str, results: dict[str, Any], function: Callable[[], Any]) ->
 
 
 def run_all(quick: bool, sections: list[str], messages: int | None, e2e_messages: int | None) -> dict[str, Any]:
-    from bench import coldstart, cost, lifecycle, pipeline, stack
+    from bench import coldstart, cost, idle, lifecycle, pipeline, stack
     from bench.common import load_average
 
     n_pipeline = messages or (300 if quick else 2000)
@@ -77,6 +77,8 @@ def run_all(quick: bool, sections: list[str], messages: int | None, e2e_messages
         _section("e2e", results, lambda: [stack.end_to_end(n_stack, senders) for senders in (2, 1)])
     if "coldstart" in sections:
         _section("coldstart", results, lambda: coldstart.measure(runs=3 if quick else 5))
+    if "idle" in sections:  # offline syntheses of each `nat` option: no AWS needed
+        _section("idle", results, idle.run)
     if "requests" in sections and "failed" not in results["requests"]:
         _section("cost", results, lambda: _costs(results["requests"], cost))
     results["meta"]["seconds_total"] = round(time.perf_counter() - started, 1)
@@ -358,6 +360,22 @@ def _cost(table: _Table, results: dict[str, Any]) -> None:
     table.row("hosted sending APIs, list price per million", "", hosted)
 
 
+def _idle(table: _Table, results: dict[str, Any]) -> None:
+    idle = results.get("idle", {})
+    if not idle:
+        return
+    table.title(
+        f"Idle cost a month by `nat` option, from the synthesized template "
+        f"({idle.get('region', '-')}, prices checked {idle.get('prices_checked', '-')})"
+    )
+    if "failed" in idle:
+        table.row("FAILED", "", idle["failed"])
+        return
+    for nat, option in idle["options"].items():
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in option["lines"].items() if v)
+        table.row(f"nat={nat} (nat_gateways={idle['nat_gateways']})", f"${option['monthly']:.2f}", shown)
+
+
 def _coldstart(table: _Table, results: dict[str, Any]) -> None:
     cs = results.get("coldstart", {})
     table.title("Cold start: handler import time in a fresh interpreter (median)")
@@ -384,7 +402,7 @@ def _targets(table: _Table, results: dict[str, Any]) -> None:
         table.lines.append(f"  [{t['status']:<4}] {t['target']:<64} {shown:>10}")
 
 
-_SECTIONS_RENDERED = (_pipeline, _ingestion, _end_to_end, _requests, _cost, _coldstart, _targets)
+_SECTIONS_RENDERED = (_pipeline, _ingestion, _end_to_end, _requests, _cost, _idle, _coldstart, _targets)
 
 
 def render(results: dict[str, Any]) -> str:

@@ -39,6 +39,18 @@ class Settings(BaseSettings):
     report_interval: float = Field(default=60.0, gt=0)
     report_batch_size: int = Field(default=100, ge=1, le=1000)
     report_run_budget: float = Field(default=45.0, gt=0, description="seconds a reporter run may take")
+    sync_interval: int = Field(
+        default=300,
+        ge=1,  # seconds are for a local stack and its tests; in AWS the reporter runs once a minute anyway
+        le=86400,
+        description="seconds between the empty report calls to a tenant with no events (docs/tenants.md)",
+    )
+    sync_max_defer: int = Field(
+        default=86400,
+        ge=60,
+        le=30 * 86400,
+        description="the furthest ahead a client's next_sync_after may hold its reports; later is capped to it",
+    )
     run_now_min_interval: float = Field(
         default=5.0, ge=0, le=3600, description="seconds between two reporter triggers by POST /commands/run-now"
     )
@@ -80,6 +92,9 @@ class Settings(BaseSettings):
         description="s3:// attachment keys must start with this (the tenant's own objects of a shared bucket)",
     )
     enqueue_grace: int = Field(default=900, ge=60, description="seconds before the sweep re-enqueues a queued message")
+    audit_retention_days: int = Field(
+        default=90, ge=1, le=3650, description="days an audit (command-log) entry is kept before its TTL removes it"
+    )
 
     @property
     def claim_lease_seconds(self) -> int:

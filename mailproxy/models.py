@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.headerregistry import Address as _HeaderAddress
@@ -21,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -38,6 +40,7 @@ MAX_BODY_BYTES = 4_000_000
 MAX_ATTACHMENT_BYTES = 4_000_000
 MAX_INLINE_MESSAGE_BYTES = 4_400_000
 MAX_HEADERS = 50
+IMPLICIT_TLS_PORT = 465  # `use_tls` null on this port means implicit TLS (mailproxy/logic/smtp/transport.py)
 DEFAULT_SMTP_TIMEOUT = 30.0  # seconds an SMTP account waits for each reply, unless it says otherwise
 DEFAULT_SYNC_PATH = "/mail-proxy/sync"  # a tenant's report endpoint, under its client_base_url
 DEFAULT_ATTACHMENT_PATH = "/mail-proxy/attachments"
@@ -227,13 +230,30 @@ class AccountIn(BaseModel):
     port: SmtpPort
     user: SmtpUser | None = None
     password: SmtpPassword | None = None
-    use_tls: bool = False
+    use_tls: bool = Field(
+        default=None,  # null/absent: the port decides (_tls_by_port)
+        validate_default=True,
+        description=(
+            "`true` on port 465: implicit TLS; `true` on any other port: STARTTLS, required (a server that"
+            " does not offer it fails the send, permanently); `false`: STARTTLS whenever the server offers"
+            " it, plain otherwise; null or absent: the port decides (465: `true`, any other: `false`) and"
+            " the account is stored so. Ports other than 465 with implicit TLS: GMP_SMTP_IMPLICIT_TLS_PORTS."
+        ),
+    )
     timeout: SmtpTimeout = DEFAULT_SMTP_TIMEOUT
     limit_per_minute: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_per_hour: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_per_day: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_behavior: Literal["defer", "reject"] = "defer"
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
+
+    @field_validator("use_tls", mode="before")
+    @classmethod
+    def _tls_by_port(cls, value: Any, info: ValidationInfo) -> Any:
+        """The original's null (UPSTREAM-API.md §6): true on 465, false elsewhere, stored as decided."""
+        if value is None:
+            return info.data.get("port") == IMPLICIT_TLS_PORT
+        return value
 
 
 def _printable_ascii(value: Any) -> Any:
@@ -252,7 +272,9 @@ SecretCredential = Annotated[SecretStr, AfterValidator(_printable_ascii)]
 class AttachmentAuth(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    method: Literal["bearer", "basic"] = "bearer"
+    method: Literal["none", "bearer", "basic"] = Field(
+        default="bearer", description="`none`: no credentials sent, not even the tenant's client_auth"
+    )
     token: Credential | None = Field(default=None, max_length=4096)
     user: Annotated[Credential, StringConstraints(max_length=320)] | None = None
     password: Credential | None = Field(default=None, max_length=1024)
@@ -281,6 +303,10 @@ class AttachmentIn(BaseModel):
 
     @model_validator(mode="after")
     def _source(self) -> AttachmentIn:
+        self.filename, marked_md5 = split_md5_marker(self.filename)
+        if not self.filename.strip():
+            raise ValueError("filename: nothing left once the {MD5:...} marker is removed")
+        self.content_md5 = self.content_md5 or marked_md5
         if (self.content is None) == (self.storage_path is None):
             raise ValueError("exactly one of content (base64) or storage_path is required")
         if self.storage_path is not None:
@@ -298,6 +324,18 @@ class AttachmentIn(BaseModel):
         else:
             self.content = _checked_base64(self.content or "")
         return self
+
+
+_MD5_MARKER = re.compile(r"\{MD5:([0-9a-fA-F]{32})\}", re.IGNORECASE)
+
+
+def split_md5_marker(filename: str) -> tuple[str, str | None]:
+    """`report{MD5:<32 hex>}.pdf` -> (`report.pdf`, the hash, lower case): the original's cache-key marker,
+    which the recipient must not see. Without a marker: (filename, None)."""
+    match = _MD5_MARKER.search(filename)
+    if match is None:
+        return filename, None
+    return _MD5_MARKER.sub("", filename), match.group(1).lower()
 
 
 def _infer_fetch_mode(storage_path: str) -> FetchMode:
@@ -400,9 +438,19 @@ class AddMessagesRequest(BaseModel):
     default_priority: PriorityField | None = None
 
 
+class RejectionCode(StrEnum):
+    """Why a message was not queued, for programs (`reason` is for people)."""
+
+    DUPLICATE = "duplicate"  # the id is known and already claimed, sent or failed: not replaced
+    INVALID = "invalid"  # the message fails validation (`reason` names the field)
+    UNKNOWN_ACCOUNT = "unknown_account"  # `account_id` names no account of the tenant
+    SUPPRESSED = "suppressed"  # reserved: a recipient on the suppression list (issue 17)
+
+
 class Rejection(BaseModel):
     id: str | None
     reason: str
+    code: RejectionCode
 
 
 class AddMessagesResponse(BaseModel):
@@ -456,8 +504,16 @@ class DeleteMessagesRequest(TenantScoped):
     ids: list[MessageIdentifier] = Field(min_length=1, max_length=MAX_MESSAGES_PER_REQUEST)
 
 
+DEFAULT_CLEANUP_AGE = 7 * 86400  # the original's retention: cleanup-messages without `older_than_seconds`
+
+
 class CleanupRequest(TenantScoped):
-    older_than_seconds: int = Field(ge=0, le=10 * 365 * 86400)
+    older_than_seconds: int = Field(
+        default=DEFAULT_CLEANUP_AGE,
+        ge=0,
+        le=10 * 365 * 86400,
+        description="remove acknowledged messages created longer ago than this; absent: 7 days (604800)",
+    )
 
 
 class SuspendRequest(TenantScoped):
@@ -546,6 +602,31 @@ HttpUrlText = Annotated[
 ]
 
 
+class LargeFileConfig(BaseModel):
+    """A tenant's large-file offloading (UPSTREAM-API.md §5): what the sender does with an attachment above
+    `max_size_mb`. The original's `storage_url` / `public_base_url` are accepted and ignored: here `rewrite`
+    always uploads to the proxy's own contents bucket and links a presigned URL."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    enabled: bool = False
+    max_size_mb: float = Field(
+        default=10.0, ge=0.001, le=10_000, description="threshold per attachment, in MB (2^20 bytes), from 0.001"
+    )
+    action: Literal["warn", "reject", "rewrite"] = Field(
+        default="warn",
+        description="warn: attached, a warning logged; reject: the message ends in error; rewrite: uploaded, "
+        "a download link appended to the body",
+    )
+    file_ttl_days: int = Field(
+        default=30, ge=1, le=3650, description="link lifetime in days; a presigned S3 URL lasts at most 7"
+    )
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_size_mb * 1024 * 1024)
+
+
 class TenantIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -556,3 +637,118 @@ class TenantIn(BaseModel):
     client_attachment_path: UrlPath = DEFAULT_ATTACHMENT_PATH
     client_auth: ClientAuth | None = None
     active: bool = True
+    large_file_config: LargeFileConfig | None = Field(
+        default=None, description='large-file offloading (docs/tenants.md, "Large attachments"); null: off'
+    )
+
+
+def _in_the_future(value: int) -> int:
+    if value <= time.time():
+        raise ValueError("must be in the future (unix seconds)")
+    return value
+
+
+# A key's expiry as the API takes it; `POST /tenants/create_api_key` (the February-2026 surface) uses it too.
+ApiKeyExpiry = Annotated[int, Field(ge=0, le=MAX_TIMESTAMP), AfterValidator(_in_the_future)]
+
+
+class ApiKeyRequest(BaseModel):
+    """`POST /tenant/{tenant_id}/api-key`: the body is optional; without it (or `expires_at`) the key never expires."""
+
+    expires_at: ApiKeyExpiry | None = Field(default=None, description="unix seconds; after it the key is refused (401)")
+
+
+class CommandLogPurgeRequest(BaseModel):
+    threshold_ts: int = Field(ge=0, le=MAX_TIMESTAMP, description="unix seconds: entries before it are deleted")
+
+
+# -- the February-2026 surface (functions/api/routes/upstream.py, UPSTREAM-API.md §2) -----------------------
+# Its POST bodies: a JSON object keyed by the original method's parameter names, always required (`{}` when
+# every parameter is optional); a parameter without a default there is required here too.
+
+
+class UpstreamTenantBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: TenantId
+
+
+class UpstreamBatchBody(SuspendRequest):
+    """`tenants/suspend_batch`, `tenants/activate_batch`, `instance/suspend`, `instance/activate`."""
+
+    tenant_id: TenantId
+
+
+class UpstreamTenantUpdate(UpstreamTenantBody):
+    """`tenants/update`: the fields to change; absent or null leaves a field as it is (so a field cannot be
+    cleared here: `PUT /tenant/{tenant_id}` replaces the whole tenant)."""
+
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    client_base_url: HttpUrlText | None = None
+    client_sync_path: UrlPath | None = None
+    client_attachment_path: UrlPath | None = None
+    client_auth: ClientAuth | None = None
+    active: bool | None = None
+    large_file_config: LargeFileConfig | None = None
+
+
+class UpstreamApiKeyBody(ApiKeyRequest):
+    """`tenants/create_api_key`."""
+
+    tenant_id: TenantId
+
+
+class UpstreamAccountIn(AccountIn):
+    """`accounts/add`: `tenant_id` required; `use_tls` absent means true, the original's default there
+    (STARTTLS required on any port but 465); null lets the port decide, as `POST /account` does."""
+
+    tenant_id: TenantId
+    use_tls: bool = Field(
+        default=True,
+        description="absent: true (implicit TLS on 465, STARTTLS required elsewhere); null: the port decides",
+    )
+
+
+class UpstreamAccountRef(UpstreamTenantBody):
+    """`accounts/delete`."""
+
+    account_id: AccountIdentifier
+
+
+class UpstreamMessageIn(MessageIn):
+    """`messages/add`: one message, `tenant_id`, `from_addr` (or `from`), `to` and `body` required."""
+
+    tenant_id: TenantId
+    body: str
+
+
+class UpstreamDeleteBatch(DeleteMessagesRequest):
+    """`messages/delete_batch`."""
+
+    tenant_id: TenantId
+
+
+class UpstreamMessageRef(BaseModel):
+    """`messages/delete`: `message_pk` as `messages/add` and `messages/list` give it, `<tenant_id>/<id>` (a
+    tenant id holds no `/`, so the first `/` splits it)."""
+
+    message_pk: Annotated[
+        str, StringConstraints(max_length=64 + 1 + 256, pattern=r"^[A-Za-z0-9_.-]{1,64}/[^\x00-\x1f\x7f]+$")
+    ] = Field(description="<tenant_id>/<id>")
+
+    @field_validator("message_pk")
+    @classmethod
+    def _id_fits(cls, value: str) -> str:
+        """The id after the `/` within `MessageIdentifier`'s limits (its pattern is the field's already)."""
+        message_id = value.partition("/")[2]
+        if len(message_id) > 256 or len(message_id.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise ValueError(f"the id after '/' is over 256 characters or {MAX_ID_BYTES} bytes in UTF-8")
+        return value
+
+    @property
+    def tenant_id(self) -> str:
+        return self.message_pk.partition("/")[0]
+
+    @property
+    def message_id(self) -> str:
+        return self.message_pk.partition("/")[2]

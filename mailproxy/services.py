@@ -13,7 +13,9 @@ from botocore.config import Config
 from mailproxy.config import ConfigError, Settings
 from mailproxy.crypto import KmsSecretBox, LocalSecretBox, SecretBox
 from mailproxy.dal.accounts import AccountStore
+from mailproxy.dal.audit import AuditLog
 from mailproxy.dal.contents import ContentStore
+from mailproxy.dal.counters import MetricCounters
 from mailproxy.dal.due import DueIndex
 from mailproxy.dal.message_queries import MessageQueries
 from mailproxy.dal.messages import MessageStore
@@ -21,6 +23,7 @@ from mailproxy.dal.outbox import ReportOutbox
 from mailproxy.dal.queues import DeliveryQueues
 from mailproxy.dal.ratelimits import RateLimiter
 from mailproxy.dal.suspensions import SuspensionStore
+from mailproxy.dal.sync_state import SyncStateStore
 from mailproxy.dal.tenants import TenantStore
 
 if TYPE_CHECKING:
@@ -51,6 +54,9 @@ class Services:
     rate_limits: RateLimiter
     tenants: TenantStore
     suspensions: SuspensionStore
+    audit: AuditLog
+    counters: MetricCounters
+    sync_state: SyncStateStore
     secret_box: Callable[[], SecretBox]
 
     @classmethod
@@ -58,7 +64,8 @@ class Services:
         session = session or boto3.session.Session()
         dynamodb = session.client("dynamodb", config=BOTO_CONFIG)
         sqs = session.client("sqs", config=BOTO_CONFIG)
-        s3 = session.client("s3", config=BOTO_CONFIG)
+        # SigV4 for presigned download links too (dal/contents.py): botocore would presign SigV2 in us-east-1.
+        s3 = session.client("s3", config=BOTO_CONFIG.merge(Config(signature_version="s3v4")))
         if not settings.urgent_queue_url or not settings.bulk_queue_url:
             raise ConfigError("GMP_URGENT_QUEUE_URL and GMP_BULK_QUEUE_URL: both queues must be set")
         contents = ContentStore(
@@ -79,6 +86,9 @@ class Services:
             rate_limits=RateLimiter(dynamodb, settings.config_table),
             tenants=TenantStore(dynamodb, settings.config_table, secret_box),
             suspensions=SuspensionStore(dynamodb, settings.config_table),
+            audit=AuditLog(dynamodb, settings.config_table, settings.audit_retention_days),
+            counters=MetricCounters(dynamodb, settings.config_table),
+            sync_state=SyncStateStore(dynamodb, settings.config_table),
             secret_box=secret_box,
         )
 

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mailproxy.dal.audit import AuditEntry
 from mailproxy.dal.records import StoredAccount, StoredTenant
+from mailproxy.models import HistoryEvent, LargeFileConfig, MessageStatus, MessageView
 
 MASK = "***"
 SHOWN_ONCE = "shown once; store it now"
@@ -97,6 +99,25 @@ class RunNowResult(Answer):
     throttled: bool = Field(description="a trigger came within GMP_RUN_NOW_MIN_INTERVAL: nothing was done")
 
 
+class TenantSyncStatus(BaseModel):
+    id: str
+    name: str | None = None
+    active: bool
+    client_base_url: str | None = None
+    last_sync_ts: int | None = Field(description="unix seconds of the last call the client answered 2xx")
+    next_sync_due: int | None = Field(
+        description="unix seconds from which the next empty call may go; null: no own endpoint, no periodic call"
+    )
+    in_dnd: bool = Field(description="the client's next_sync_after is still ahead: no call to it until then")
+
+
+class SyncStatus(Answer):
+    """`reports.sync_status` as the API answers it: `SyncStatus.model_validate(overview, from_attributes=True)`."""
+
+    tenants: list[TenantSyncStatus]
+    sync_interval_seconds: int = Field(description="GMP_SYNC_INTERVAL")
+
+
 class NotRemoved(BaseModel):
     id: str
     status: str
@@ -118,12 +139,19 @@ class SuspendResult(Answer):
     tenant_id: str
     batch_code: str | None
     suspended: int
+    suspended_batches: list[str] = Field(description='the tenant\'s suspensions after the call; "*" = all its mail')
 
 
 class ActivateResult(Answer):
     tenant_id: str
     batch_code: str | None
     activated: int
+    suspended_batches: list[str] = Field(description='the tenant\'s suspensions after the call; "*" = all its mail')
+
+
+class SuspendedBatches(Answer):
+    tenant_id: str
+    suspended_batches: list[str] = Field(description='sorted; "*" = all the tenant\'s mail is held')
 
 
 # -- tenants -------------------------------------------------------------------------------------------
@@ -138,7 +166,9 @@ class TenantView(BaseModel):
     client_auth: dict[str, Any] | None = Field(default=None, description="method and user; secrets masked")
     active: bool
     has_api_key: bool = False
+    api_key_expires_at: int | None = Field(default=None, description="unix seconds; null: the key never expires")
     has_signing_secret: bool = False
+    large_file_config: LargeFileConfig | None = Field(default=None, description="null: large-file offloading off")
 
     @classmethod
     def from_record(cls, tenant: StoredTenant) -> TenantView:
@@ -158,7 +188,9 @@ class TenantView(BaseModel):
             client_auth=masked,
             active=tenant.active,
             has_api_key=tenant.api_key_hash is not None,
+            api_key_expires_at=tenant.api_key_expires_at if tenant.api_key_hash is not None else None,
             has_signing_secret=tenant.signing_secret_enc is not None,
+            large_file_config=tenant.large_file_config,
         )
 
 
@@ -187,6 +219,7 @@ class TenantDeleted(Answer):
 class ApiKeyIssued(Answer):
     tenant_id: str
     api_key: str
+    expires_at: int | None = Field(default=None, description="unix seconds; null: the key never expires")
     note: str = SHOWN_ONCE
 
 
@@ -198,3 +231,153 @@ class SigningSecretIssued(Answer):
 
 class TenantSecretRemoved(Answer):
     tenant_id: str
+
+
+# -- audit (command) log -------------------------------------------------------------------------------
+
+
+class AuditEntryView(BaseModel):
+    """One state-changing call: who, what, on which tenant, with what status, when. Never a secret."""
+
+    id: str = Field(description="sortable: <unix ms>-<random>; `GET /command_log/get` takes it")
+    ts: int = Field(description="unix milliseconds")
+    method: str
+    route: str = Field(description="the route's path template")
+    endpoint: str = Field(description='"<METHOD> <route>", what `endpoint_filter` matches')
+    status: int = Field(description="the HTTP status answered")
+    caller: Literal["admin", "tenant", "anonymous"]
+    caller_tenant_id: str | None = Field(default=None, description="the tenant of the key that called")
+    key_id: str | None = Field(default=None, description="the first 8 hex of the key's SHA-256; never the key")
+    tenant_id: str | None = Field(default=None, description="the tenant the call acted on")
+    summary: dict[str, Any] = Field(default_factory=dict, description="ids and counts of the request, nothing else")
+
+    @classmethod
+    def from_entry(cls, entry: AuditEntry) -> AuditEntryView:
+        return cls.model_validate(entry.model_dump())
+
+
+class CommandLogPage(Answer):
+    commands: list[AuditEntryView] = Field(description="oldest first")
+    total: int = Field(description="entries in this answer")
+    cursor: str | None = Field(description="pass as `cursor` to read the next page; null at the end")
+
+
+class CommandLogPurged(Answer):
+    deleted: int
+
+
+# -- the February-2026 surface (functions/api/routes/upstream.py): the original's layouts, our masking ------
+
+
+class InstanceStatus(Answer):
+    """`instance/status`: the original's `{"ok": true, "active": bool}`; always 200 here."""
+
+    active: bool = Field(description="every dependency (DynamoDB, SQS) answered")
+    dependencies: dict[str, str] = Field(description='"ok" or "unavailable: <error>" for dynamodb and sqs')
+
+
+class TenantAdded(TenantView):
+    """`tenants/add`: the tenant as `tenants/get` shows it and, for a tenant that did not exist, its first key."""
+
+    api_key: str | None = Field(default=None, description="only when the tenant is new: shown once; store it now")
+
+
+class ApiKeyCreated(ApiKeyIssued):
+    message: str = SHOWN_ONCE
+
+
+class ApiKeyRevoked(TenantSecretRemoved):
+    message: str = "API key revoked"
+
+
+class UpstreamAccountRow(AccountView):
+    """An account as `accounts/add|get|list` answer it: ours (password masked) with the original's `pk`."""
+
+    pk: str = Field(description="<tenant_id>/<id>")
+
+    @classmethod
+    def from_stored(cls, stored: StoredAccount) -> UpstreamAccountRow:
+        return cls.from_view(AccountView.from_record(stored))
+
+    @classmethod
+    def from_view(cls, view: AccountView) -> UpstreamAccountRow:
+        return cls(**view.model_dump(), pk=f"{view.tenant_id}/{view.id}")
+
+
+# The original's four statuses (UPSTREAM-API.md §2): not yet sent or given up is "pending" there.
+UPSTREAM_STATUS: dict[MessageStatus, Literal["pending", "deferred", "sent", "error"]] = {
+    MessageStatus.QUEUED: "pending",
+    MessageStatus.SENDING: "pending",
+    MessageStatus.DEFERRED: "deferred",
+    MessageStatus.SENT: "sent",
+    MessageStatus.ERROR: "error",
+}
+
+
+class UpstreamMessageRow(BaseModel):
+    """A message as `messages/get|list` answer it: ours (`MessageView`) with the original's `pk`, `status`
+    and `smtp_ts`; our own status is `state`. The stored content (the original's `message`) is not shown."""
+
+    pk: str = Field(description="<tenant_id>/<id>: what messages/delete takes")
+    id: str
+    tenant_id: str
+    account_id: str
+    priority: int
+    status: Literal["pending", "deferred", "sent", "error"] = Field(
+        description="the original's: queued and sending are pending"
+    )
+    state: MessageStatus = Field(description="ours (docs/design.md, Life of a message)")
+    smtp_ts: int | None = Field(description="when the SMTP attempt ended: sent_ts, or error_ts for an error")
+    batch_code: str | None = None
+    created_ts: int
+    attempts: int = 0
+    sent_ts: int | None = None
+    error_ts: int | None = None
+    error: str | None = None
+    deferred_ts: int | None = None
+    deferred_reason: str | None = None
+    reported_ts: int | None = None
+    suspended: bool = False
+    history: list[HistoryEvent] | None = None
+
+    @classmethod
+    def from_view(cls, view: MessageView) -> UpstreamMessageRow:
+        return cls(
+            **view.model_dump(exclude={"status", "history"}),
+            history=view.history,
+            pk=f"{view.tenant_id}/{view.id}",
+            status=UPSTREAM_STATUS[view.status],
+            state=view.status,
+            smtp_ts=view.sent_ts if view.status == MessageStatus.SENT else view.error_ts,
+        )
+
+
+class MessageAdded(BaseModel):
+    """`messages/add`: the original's `{"id", "pk"}`."""
+
+    id: str
+    pk: str = Field(description="<tenant_id>/<id>: what messages/delete takes")
+
+
+class MessagesRemoved(Answer):
+    """`messages/delete_batch`: the original's layout (`removed` a count), with ours beside it."""
+
+    removed: int
+    not_found: list[str]
+    unauthorized: list[str] = Field(description="always empty: a tenant key only ever names its own messages")
+    not_removed: list[NotRemoved] = Field(description="already sending, sent or failed: left as they are")
+
+
+class CommandExported(BaseModel):
+    """`command_log/export`: the original's entry layout."""
+
+    endpoint: str = Field(description='"<METHOD> <route>"')
+    tenant_id: str | None
+    payload: dict[str, Any] = Field(description="ids and counts of the request only (our audit summary)")
+    command_ts: int = Field(description="unix seconds")
+
+    @classmethod
+    def from_entry(cls, entry: AuditEntry) -> CommandExported:
+        return cls(
+            endpoint=entry.endpoint, tenant_id=entry.tenant_id, payload=entry.summary, command_ts=entry.ts // 1000
+        )

@@ -144,8 +144,11 @@ def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, s
     stop, wake_reporter = threading.Event(), threading.Event()
 
     def report_loop() -> None:
+        # As the 1-minute schedule in AWS: each run also makes the empty calls whose interval has passed, so
+        # a GMP_SYNC_INTERVAL shorter than GMP_REPORT_INTERVAL shortens the wait.
+        every = min(settings.report_interval, settings.sync_interval)
         while not stop.is_set():
-            wake_reporter.wait(settings.report_interval)
+            wake_reporter.wait(every)
             wake_reporter.clear()
             if stop.is_set():
                 return

@@ -52,6 +52,13 @@ REASONS: list[tuple[str, str, str, str]] = [
     ),
     ("api", "sqs:GetQueueAttributes", "*", "GET /status reads both queues' depth"),
     (
+        "sender",
+        "s3:PutObject*",
+        "*/contents/downloads/*",
+        "a tenant's large_file_config with action rewrite uploads oversized attachments for a download "
+        "link; the scenario's tenant has none (tests/integration/test_large_files.py)",
+    ),
+    (
         "*",
         "sqs:SendMessage",
         "*",

@@ -62,7 +62,7 @@ class MailProxyStack(Stack):
         self.settings = settings
         layer_code = dependency_layer_code(settings.resolved_layer_dir())  # fail first if missing
 
-        network = Network(self, "Network", settings=settings)
+        network = Network(self, "Network", settings=settings) if settings.in_vpc else None
         storage = Storage(self, "Storage", settings=settings)
         queues = Queues(self, "Queues", settings=settings)
         secrets = Secrets(self, "Secrets")
@@ -138,7 +138,7 @@ class MailProxyStack(Stack):
         self.api, self.sender, self.reporter = api, sender, reporter
 
         CfnOutput(self, "ApiUrl", value=api.url, description="Mail Proxy URL for the client application")
-        for number, ip in enumerate(network.nat_public_ips, start=1):
+        for number, ip in enumerate(network.nat_public_ips if network else [], start=1):
             CfnOutput(
                 self,
                 f"NatPublicIp{number}",

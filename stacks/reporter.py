@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.queues import Queues
@@ -52,6 +53,14 @@ class Reporter(Construct):
 
         storage.messages_table.grant_read_write_data(fn)
         storage.config_table.grant_read_data(fn)
+        # Its one write in the config table: each tenant's sync state (pk SYNC, mailproxy/dal/sync_state.py).
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:UpdateItem"],
+                resources=[storage.config_table.table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["SYNC"]}},
+            )
+        )
         for queue in queues.work_queues:
             queue.grant_send_messages(fn)
         secrets.client_sync.grant_read(fn)

@@ -24,13 +24,24 @@ CHECKOV_SKIPS: dict[str, list[tuple[str, str]]] = {
         ),
         (
             "CKV_AWS_117",
-            "Only the sender, which talks SMTP to the Internet, is in the VPC (fixed NAT IPs); "
+            "Only the sender, which talks SMTP to the Internet, is in the VPC (fixed NAT IPs; none with nat=none); "
             "the API and reporter call AWS APIs and the client's HTTPS endpoint, which a VPC would not protect.",
         ),
         (
             "CKV_AWS_173",
             "The environment holds names, ARNs and URLs only; secrets are in Secrets Manager "
             "and SMTP passwords are KMS-encrypted in the table.",
+        ),
+    ],
+    "AWS::EC2::Instance": [  # nat=instance only (docs/deploy.md)
+        (
+            "CKV_AWS_79",
+            "The NAT instance (nat=instance) runs no application and holds no credential worth stealing "
+            "from its metadata service; CDK's NAT instance provider offers no launch template for IMDSv2.",
+        ),
+        (
+            "CKV_AWS_135",
+            "t4g.nano is EBS-optimized by default; the check reads only an explicit EbsOptimized property.",
         ),
     ],
     "AWS::DynamoDB::Table": [

@@ -1,12 +1,15 @@
-"""Sender: the SQS-triggered SMTP function, in the private subnets behind NAT."""
+"""Sender: the SQS-triggered SMTP function, in the private subnets behind NAT (outside any VPC if nat=none)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 
+from mailproxy.dal.contents import DOWNLOADS_PREFIX
 from stacks.network import Network
 from stacks.queues import Queues
 from stacks.secrets import Secrets
@@ -25,13 +28,21 @@ class Sender(Construct):
         *,
         settings: Settings,
         common: FunctionCommon,
-        network: Network,
+        network: Network | None,
         storage: Storage,
         queues: Queues,
         secrets: Secrets,
     ) -> None:
         super().__init__(scope, construct_id)
 
+        # Outside a VPC the function needs no ENI permissions and has no fixed public IP (docs/deploy.md).
+        placement: dict[str, Any] = {}
+        if network is not None:
+            placement = {
+                "vpc": network.vpc,
+                "vpc_subnets": network.sender_subnets,
+                "security_groups": [network.sender_security_group],
+            }
         self.function = common.create(
             self,
             "Function",
@@ -45,21 +56,20 @@ class Sender(Construct):
                 "GMP_ATTACHMENT_BUCKETS": ",".join(settings.attachment_buckets),
                 "GMP_LEASE_SECONDS": str(settings.claim_lease_seconds),
             },
-            vpc=network.vpc,
-            vpc_subnets=network.sender_subnets,
-            security_groups=[network.sender_security_group],
             reserved_concurrent_executions=settings.sender_reserved_concurrency,
-            managed_policies=[VPC_ACCESS_POLICY],
+            managed_policies=[VPC_ACCESS_POLICY] if network is not None else [],
+            **placement,
         )
         fn = self.function
         assert fn.role is not None
-        acknowledge(
-            fn.role,
-            f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
-            "The AWS-managed policy Lambda needs to attach the function to the VPC (ENI create/describe/"
-            "delete, which support no resource-level scoping); logs are granted on the function's own "
-            "log group only.",
-        )
+        if network is not None:
+            acknowledge(
+                fn.role,
+                f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
+                "The AWS-managed policy Lambda needs to attach the function to the VPC (ENI create/describe/"
+                "delete, which support no resource-level scoping); logs are granted on the function's own "
+                "log group only.",
+            )
 
         storage.messages_table.grant_read_write_data(fn)
         storage.config_table.grant_read_write_data(fn)  # accounts + rate-limit counters
@@ -71,6 +81,15 @@ class Sender(Construct):
                 # DeleteObject: an ended message's large content is deleted at once (docs/design.md).
                 actions=["s3:GetObject", "s3:DeleteObject"],
                 resources=[storage.body_bucket.arn_for_objects(f"{CONTENTS_PREFIX}*")],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="LargeAttachmentDownloadsWrite",
+                # A tenant's large-file `rewrite`: the attachment uploaded (tagged for the lifecycle rule)
+                # and linked by a presigned GET, which the GetObject above covers.
+                actions=["s3:PutObject", "s3:PutObjectTagging"],
+                resources=[storage.body_bucket.arn_for_objects(f"{DOWNLOADS_PREFIX}*")],
             )
         )
         secrets.smtp_password_key.grant(fn, "kms:Decrypt")
@@ -93,6 +112,11 @@ class Sender(Construct):
             f"AwsSolutions-IAM5[Resource::{arn_of(storage.body_bucket)}/{CONTENTS_PREFIX}*]",
             "Reads large contents stored per message under contents/<tenant>/<id>.json: the prefix only.",
         )
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::{arn_of(storage.body_bucket)}/{DOWNLOADS_PREFIX}*]",
+            "Writes large attachments offloaded per message under contents/downloads/<tenant>/<id>/: the prefix only.",
+        )
 
         window = settings.sender_batching_window_seconds
         for queue in queues.work_queues:  # the event sources grant the consume actions
@@ -102,5 +126,7 @@ class Sender(Construct):
                     batch_size=settings.sender_batch_size,
                     max_batching_window=Duration.seconds(window) if window else None,
                     report_batch_item_failures=True,
+                    # Per queue: bounds the SMTP connections a burst opens (docs/deploy.md).
+                    max_concurrency=settings.sender_max_concurrency,
                 )
             )

@@ -77,9 +77,13 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     # network
-    nat_gateways: int = Field(default=1, ge=1, le=2, description="NAT gateways (one per AZ at most)")
-    # functions
-    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    nat: Literal["gateway", "instance", "none"] = Field(
+        default="gateway",
+        description="the sender's egress: NAT gateway(s), NAT instance(s) (t4g.nano), or none (no VPC, no fixed IP)",
+    )
+    nat_gateways: int = Field(default=1, ge=1, le=2, description="NAT gateways or instances (one per AZ at most)")
+    # functions (arm64: the layer's binary wheels all exist for aarch64, and Graviton costs 20 % less)
+    architecture: Literal["x86_64", "arm64"] = "arm64"
     api_memory_mb: int = Field(default=512, ge=128, le=10240)
     sender_memory_mb: int = Field(default=512, ge=128, le=10240)
     reporter_memory_mb: int = Field(default=256, ge=128, le=10240)
@@ -89,6 +93,12 @@ class Settings(BaseModel):
     sender_reserved_concurrency: int | None = Field(default=None, ge=1)
     sender_batch_size: int = Field(default=10, ge=1, le=10)
     sender_batching_window_seconds: int = Field(default=1, ge=0, le=300)
+    sender_max_concurrency: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="most concurrent sender invocations each work queue's event source starts (AWS: 2..1000)",
+    )
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     log_retention_days: int = 30
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -160,6 +170,11 @@ class Settings(BaseModel):
     @property
     def lambda_architecture(self) -> lambda_.Architecture:
         return lambda_.Architecture.ARM_64 if self.architecture == "arm64" else lambda_.Architecture.X86_64
+
+    @property
+    def in_vpc(self) -> bool:
+        """The sender runs in a VPC (behind NAT, with fixed public IPs) unless `nat` is none."""
+        return self.nat != "none"
 
     @property
     def log_retention(self) -> logs.RetentionDays:

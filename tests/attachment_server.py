@@ -20,11 +20,13 @@ class AttachmentServer:
     required_authorization: str | None = None
     failures: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to answer first
     hits: Counter[str] = field(default_factory=Counter)
+    authorizations: list[str | None] = field(default_factory=list)  # the Authorization header of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, key: str, authorization: str | None) -> tuple[int, bytes]:
         with self.lock:
             self.hits[key] += 1
+            self.authorizations.append(authorization)
             if self.required_authorization is not None and authorization != self.required_authorization:
                 return 401, b"unauthorized"
             pending = self.failures.get(key)

@@ -32,12 +32,17 @@ class ReportEndpoint:
     statuses: list[int] = field(default_factory=list)  # answers to give, in order; then `default_status`
     default_status: int = 200
     reply: dict[str, Any] = field(default_factory=lambda: {"ok": True})
+    replies: list[dict[str, Any]] = field(default_factory=list)  # 2xx bodies to give, in order; then `reply`
     hang_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_status(self) -> int:
         with self.lock:
             return self.statuses.pop(0) if self.statuses else self.default_status
+
+    def next_reply(self) -> dict[str, Any]:
+        with self.lock:
+            return self.replies.pop(0) if self.replies else self.reply
 
     @property
     def acknowledged(self) -> list[ReceivedReport]:
@@ -72,7 +77,7 @@ def report_endpoint(path: str = "/email/mailproxy/mp_endpoint/proxy_sync") -> It
             headers["x-test-answer"] = str(status)
             with endpoint.lock:
                 endpoint.received.append(ReceivedReport(self.path, headers, raw))
-            body = json.dumps(endpoint.reply if status < 300 else {"error": "unavailable"}).encode()
+            body = json.dumps(endpoint.next_reply() if status < 300 else {"error": "unavailable"}).encode()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -10,7 +10,8 @@
 
 Every call is retried with exponential backoff (and jitter) on 429, 5xx and connection errors; the
 ``Retry-After`` header is honoured. Re-submitting messages is safe: ids are yours, and the proxy never
-queues an id twice; ids it already holds come back in ``AddMessagesResult.duplicates``.
+sends an id twice. An id still waiting for a sender is replaced by the new version (and counted as queued);
+one a sender has taken comes back in ``AddMessagesResult.duplicates``.
 """
 
 from __future__ import annotations

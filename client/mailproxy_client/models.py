@@ -98,10 +98,14 @@ class Message(BaseModel):
 class Rejection(_Response):
     id: str | None = None
     reason: str
+    code: str | None = None  # duplicate, invalid, unknown_account, suppressed; absent from older proxies
 
     @property
     def is_duplicate(self) -> bool:
-        """The proxy already holds this id (e.g. a retried batch): it was accepted before."""
+        """The proxy already holds this id and a sender has taken it (e.g. a retried batch): it was accepted
+        before. Proxies older than the `code` field are recognised by the reason's wording."""
+        if self.code is not None:
+            return self.code == "duplicate"
         return self.reason.startswith(DUPLICATE_REASON_PREFIX)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from functions.api.errors import install_error_handlers
-from functions.api.middleware import MAX_REQUEST_BYTES, BodyLimit
+from functions.api.middleware import MAX_REQUEST_BYTES, AuditTrail, BodyLimit
 from functions.api.routes import ROUTERS
 from mailproxy.services import Services
 
@@ -52,5 +52,6 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     app.state.context = context  # read by functions/api/dependencies.py alone
     app.add_middleware(BodyLimit)
+    app.add_middleware(AuditTrail, audit_log=lambda: context.services.audit)  # outermost: sees a 413 too
     install_error_handlers(app)
     return app

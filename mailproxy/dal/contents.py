@@ -7,8 +7,10 @@ CONTENT item, or in S3 when larger than the inline limit (a DynamoDB item holds 
 from __future__ import annotations
 
 import json
+import uuid
 import zlib
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
@@ -22,6 +24,8 @@ else:
     S3Client = Any
 
 CONTENTS_PREFIX = "contents/"
+DOWNLOADS_PREFIX = f"{CONTENTS_PREFIX}downloads/"  # under contents/: the same lifecycle rule removes them
+MAX_PRESIGN_SECONDS = 7 * 86_400  # SigV4: a presigned URL lasts at most 7 days
 EXPIRE_TAG = "gmp-expire"  # the bucket's lifecycle rule expires only objects tagged yes
 
 
@@ -38,9 +42,7 @@ class ContentStore:
         self.offloaded: set[tuple[str, str]] = set()
         self.unexpiring: set[tuple[str, str]] = set()
 
-    def item(
-        self, tenant_id: str, message_id: str, content: dict[str, Any], expires_at: int | None
-    ) -> dict[str, Any]:
+    def item(self, tenant_id: str, message_id: str, content: dict[str, Any], expires_at: int | None) -> dict[str, Any]:
         """The CONTENT item to write; puts the content in S3 first when it is too large to inline.
         `expires_at` None: kept until the message is released (suspended, or due beyond the retention)."""
         packed = zlib.compress(json.dumps(content, separators=(",", ":")).encode(), 6)
@@ -108,6 +110,28 @@ class ContentStore:
         if key in self.offloaded:
             self.offloaded.discard(key)
             self._s3.delete_object(Bucket=self._bucket, Key=content_key(tenant_id, message_id))
+
+    def put_download(self, tenant_id: str, message_id: str, filename: str, data: bytes, ttl_days: int) -> str:
+        """Store a large attachment for download (large-file `rewrite`); its presigned GET URL, valid for
+        `ttl_days` but at most 7 days (the SigV4 limit, and no longer than the signing credentials live).
+        Tagged for expiry: the bucket's lifecycle rule removes it after the content retention."""
+        if not self._bucket:
+            raise ValueError("no contents bucket (GMP_BODY_BUCKET) to upload to")
+        safe_name = filename.replace("/", "_").replace("\\", "_")
+        key = f"{DOWNLOADS_PREFIX}{tenant_id}/{message_id}/{uuid.uuid4().hex}/{safe_name}"
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=data,
+            ContentDisposition=f"attachment; filename*=UTF-8''{quote(filename)}",
+            Tagging=f"{EXPIRE_TAG}=yes",
+        )
+        url: str = self._s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self._bucket, "Key": key},
+            ExpiresIn=min(ttl_days * 86_400, MAX_PRESIGN_SECONDS),
+        )
+        return url
 
     def put_items(self, items: list[dict[str, Any]]) -> None:
         batch_write(self._dynamodb, self._table, [{"PutRequest": {"Item": item}} for item in items])

@@ -1,17 +1,16 @@
 """Reading messages: a tenant's messages page by page (newest first, with an opaque cursor), all of a
-tenant's messages (campaign control), and the status counts behind /metrics."""
+tenant's messages (campaign control)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from mailproxy.dal.dynamo import DynamoDBClient, all_items, batch_get, pages
+from mailproxy.dal.dynamo import DynamoDBClient, batch_get, pages
 from mailproxy.dal.items import values
-from mailproxy.dal.keys import BY_TENANT_INDEX, STATUS_SK
+from mailproxy.dal.keys import BY_TENANT_INDEX
 
 _MAX_INDEX_READS_PER_PAGE = 20  # a page of filtered results stops after this many index reads
 
@@ -85,21 +84,6 @@ class MessageQueries:
         keys = [{"pk": entry["pk"], "sk": entry["sk"]} for entry in index_entries]
         found = {item["pk"]: item for item in batch_get(self._db, self._table, keys)}
         return [found[key["pk"]["S"]] for key in keys if key["pk"]["S"] in found]
-
-    def status_counts(self) -> Counter[tuple[str, str, str]]:
-        """(tenant, account, status) -> count, read from every status item: for /metrics scrapers."""
-        counts: Counter[tuple[str, str, str]] = Counter()
-        for item in all_items(
-            self._db,
-            "scan",
-            TableName=self._table,
-            ProjectionExpression="tenant_id, account_id, #s",
-            FilterExpression="sk = :sk",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=values(sk=STATUS_SK),
-        ):
-            counts[(item["tenant_id"], item["account_id"], item["status"])] += 1
-        return counts
 
 
 def encode_cursor(key: dict[str, Any] | None) -> str | None:

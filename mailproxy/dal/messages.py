@@ -3,6 +3,7 @@ outcome, suspension, deletion). The due index, the report outbox and the queries
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from mailproxy.dal.records import ClaimedMessage
 from mailproxy.models import MessageStatus
 
 RETENTION_SECONDS = 30 * 24 * 3600  # ended and reported messages expire (TTL) after this
+HOLD_SECONDS = 300  # a message being replaced cannot be claimed for this long (`MessageStore.replace`)
 HISTORY_LIMIT = 12  # events kept on the status item: enough for a message's life, small enough for 1 WRU
 
 
@@ -48,6 +50,24 @@ class NewMessage:
     @property
     def key(self) -> tuple[str, str]:
         return (self.tenant_id, self.id)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What `put_batch` wrote: new ids, and known never-claimed ids replaced."""
+
+    created: list[NewMessage]
+    replaced: list[NewMessage]
+
+    @property
+    def queued(self) -> list[NewMessage]:
+        return [*self.created, *self.replaced]
+
+
+def never_claimed(item: dict[str, Any]) -> bool:
+    """Queued and no sender ever took it (a claim counts in `claims`, before any attempt or deferral): the
+    only state in which re-submitting its id replaces it."""
+    return item.get("status") == MessageStatus.QUEUED.value and int(item.get("claims") or 0) == 0
 
 
 def content_expiry(message: NewMessage, now: int) -> int | None:
@@ -82,26 +102,71 @@ class MessageStore:
         self._db.describe_table(TableName=self._table)
 
     # -- ingestion -------------------------------------------------------------------------------------
-    def known_ids(self, tenant_id: str, ids: list[str]) -> set[str]:
-        keys = [{"pk": {"S": message_pk(tenant_id, i)}, "sk": {"S": STATUS_SK}} for i in ids]
-        return {item["id"] for item in batch_get(self._db, self._table, keys, projection="id")}
+    def _known(self, messages: list[NewMessage]) -> dict[tuple[str, str], dict[str, Any]]:
+        keys = [{"pk": {"S": message_pk(m.tenant_id, m.id)}, "sk": {"S": STATUS_SK}} for m in messages]
+        return {(i["tenant_id"], i["id"]): i for i in batch_get(self._db, self._table, keys, consistent=True)}
 
-    def put_batch(self, messages: list[NewMessage], *, now: int, enqueue_grace: int) -> list[NewMessage]:
-        """Store new messages (content, then status); return those created. A known id is left untouched."""
+    def put_batch(self, messages: list[NewMessage], *, now: int, enqueue_grace: int) -> Stored:
+        """Store new messages (content, then status); return those created or replaced. A known id that was
+        never claimed (`never_claimed`) is replaced (`replace`); any other known id is left untouched."""
         if not messages:
-            return []
-        known = set()
-        for tenant_id in {m.tenant_id for m in messages}:
-            known |= {
-                (tenant_id, i) for i in self.known_ids(tenant_id, [m.id for m in messages if m.tenant_id == tenant_id])
-            }
+            return Stored([], [])
+        known = self._known(messages)
         fresh = [m for m in messages if m.key not in known]
         self.contents.put_items(
             [self.contents.item(m.tenant_id, m.id, m.content, expires_at=content_expiry(m, now)) for m in fresh]
         )
-        return [m for m in fresh if self._create_status(m, now=now, enqueue_grace=enqueue_grace)]
+        created = [m for m in fresh if self._create_status(m, now=now, enqueue_grace=enqueue_grace)]
+        replaced = [
+            m
+            for m in messages
+            if m.key in known
+            and never_claimed(known[m.key])
+            and self.replace(m, known[m.key], now=now, enqueue_grace=enqueue_grace)
+        ]
+        return Stored(created, replaced)
 
-    def _create_status(self, message: NewMessage, *, now: int, enqueue_grace: int) -> bool:
+    def replace(self, message: NewMessage, current: dict[str, Any], *, now: int, enqueue_grace: int) -> bool:
+        """Replace a never-claimed message (content and schedule); False when a sender claimed it first.
+        1. hold it: `not_before` moved past now, so that no claim can start (and read a half-written content)
+           while it is replaced; the write is conditional on it being still queued and never claimed;
+        2. write the new content; 3. write the new status, conditional on the hold still being ours.
+        A crash after 1 leaves the message held for HOLD_SECONDS at most, then sendable again as it was or as
+        its new content. A queue record of the old version finds the new status item (the claim reads it)."""
+        token = uuid.uuid4().hex
+        held = write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": message_pk(message.tenant_id, message.id)}, "sk": {"S": STATUS_SK}},
+            UpdateExpression="SET not_before = :hold, replace_token = :token",
+            ConditionExpression="#s = :queued AND claims = :zero",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values(
+                hold=max(int(current.get("not_before") or 0), now + HOLD_SECONDS),
+                token=token,
+                queued=MessageStatus.QUEUED.value,
+                zero=0,
+            ),
+        ).held
+        if not held:
+            return False
+        self.contents.put_items(
+            [
+                self.contents.item(
+                    message.tenant_id, message.id, message.content, expires_at=content_expiry(message, now)
+                )
+            ]
+        )
+        return write_if(
+            self._db.put_item,
+            TableName=self._table,
+            Item=to_item(self._status_item(message, now=now, enqueue_grace=enqueue_grace)),
+            ConditionExpression="#s = :queued AND claims = :zero AND replace_token = :token",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values(token=token, queued=MessageStatus.QUEUED.value, zero=0),
+        ).held
+
+    def _status_item(self, message: NewMessage, *, now: int, enqueue_grace: int) -> dict[str, Any]:
         # The sweep re-enqueues the message if its queue record never arrives (a crash after this write).
         due = max(now, message.not_before or 0) + enqueue_grace
         item = {
@@ -125,8 +190,14 @@ class MessageStore:
             item["suspended"] = True  # out of the sweep's index until activated
         else:
             item.update(due_pk=due_pk(shard_of(message.tenant_id, message.id)), due_ts=due)
+        return item
+
+    def _create_status(self, message: NewMessage, *, now: int, enqueue_grace: int) -> bool:
         return write_if(
-            self._db.put_item, TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"
+            self._db.put_item,
+            TableName=self._table,
+            Item=to_item(self._status_item(message, now=now, enqueue_grace=enqueue_grace)),
+            ConditionExpression="attribute_not_exists(pk)",
         ).held
 
     # -- sending ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mailproxy.models import DEFAULT_ATTACHMENT_PATH, DEFAULT_SMTP_TIMEOUT, DEFAULT_SYNC_PATH
+from mailproxy.models import DEFAULT_ATTACHMENT_PATH, DEFAULT_SMTP_TIMEOUT, DEFAULT_SYNC_PATH, LargeFileConfig
 
 
 class Record(BaseModel):
@@ -85,7 +85,13 @@ class StoredTenant(Record):
     client_auth: StoredClientAuth | None = None
     active: bool = True
     api_key_hash: str | None = Field(default=None, repr=False)
+    api_key_expires_at: int | None = None  # unix seconds; None: the key never expires
     signing_secret_enc: str | None = Field(default=None, repr=False)
+    large_file_config: LargeFileConfig | None = None
+
+    def key_expired(self, now: float) -> bool:
+        """The tenant's current API key is past its expiry (at `now`, unix seconds)."""
+        return self.api_key_expires_at is not None and now >= self.api_key_expires_at
 
     def endpoint(self, path: str) -> str | None:
         """The URL of one of the tenant's endpoints, or None when the tenant has no base URL of its own."""

@@ -66,6 +66,7 @@ class TenantStore:
             data["client_auth"] = {k: v for k, v in auth.items() if v is not None}
         else:
             data["client_auth"] = None
+        data["large_file_config"] = tenant.large_file_config.model_dump() if tenant.large_file_config else None
         names = {f"#{n}": n for n in data}
         present = {n: v for n, v in data.items() if v is not None}
         update = "SET " + ", ".join(f"#{n} = :{n}" for n in present)
@@ -151,12 +152,19 @@ class TenantStore:
         return self._decrypt(tenant, "signing_secret", tenant.signing_secret_enc)
 
     # -- API keys --------------------------------------------------------------------------------------
-    def new_api_key(self, tenant_id: str) -> str | None:
+    def new_api_key(self, tenant_id: str, expires_at: int | None = None) -> str | None:
         """Replace the tenant's key with a new one; returns it (shown once) or None if no such tenant.
+        `expires_at` (unix seconds, None: never) is written with the hash, so a key and its expiry change
+        together; the caller checks it is in the future (`ApiKeyRequest`), the store takes it as given.
         One transaction, conditional on the hash it replaces: the tenant's hash, the new lookup item and
         the removal of the old one change together, and a concurrent rotation makes this one start over."""
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         digest = key_hash(key)
+        # Not `expires_at`: that is the config table's TTL attribute, which would delete the tenant item.
+        if expires_at is None:
+            update, expiry = "SET api_key_hash = :h REMOVE api_key_expires_at", {}
+        else:
+            update, expiry = "SET api_key_hash = :h, api_key_expires_at = :e", {":e": {"N": str(int(expires_at))}}
         for _ in range(_RACE_RETRIES):
             tenant = self.get(tenant_id)
             if tenant is None:
@@ -168,9 +176,9 @@ class TenantStore:
                     "Update": {
                         "TableName": self._table,
                         "Key": {"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
-                        "UpdateExpression": "SET api_key_hash = :h",
+                        "UpdateExpression": update,
                         "ConditionExpression": condition,
-                        "ExpressionAttributeValues": {":h": {"S": digest}, **named},
+                        "ExpressionAttributeValues": {":h": {"S": digest}, **expiry, **named},
                     }
                 },
                 {
@@ -198,7 +206,7 @@ class TenantStore:
                     "Update": {
                         "TableName": self._table,
                         "Key": {"pk": {"S": TENANT_PK}, "sk": {"S": tenant_id}},
-                        "UpdateExpression": "REMOVE api_key_hash",
+                        "UpdateExpression": "REMOVE api_key_hash, api_key_expires_at",
                         "ConditionExpression": condition,
                         "ExpressionAttributeValues": named,
                     }
@@ -211,7 +219,8 @@ class TenantStore:
 
     def tenant_of_key(self, key: str) -> StoredTenant | None:
         """The tenant whose *current* key this is (its item), or None. A lookup item left by a race or an
-        interrupted rotation does not count: its hash must be the tenant's `api_key_hash`."""
+        interrupted rotation does not count: its hash must be the tenant's `api_key_hash`. An expired key
+        is still answered (`StoredTenant.key_expired` tells), so that the caller can say it has expired."""
         if not key.startswith(API_KEY_PREFIX):
             return None
         digest = key_hash(key)

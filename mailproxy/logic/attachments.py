@@ -9,12 +9,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailproxy.config import names
 from mailproxy.crypto import SecretBox
 from mailproxy.logic.http_auth import HttpAuth
 from mailproxy.logic.http_guard import HttpPolicy, HttpRefused, HttpUnavailable
+from mailproxy.logic.mime import Download
+from mailproxy.models import LargeFileConfig
 from mailproxy.services import Services
 
 
@@ -33,7 +37,8 @@ class FetchFailed(Exception):
 
 
 class AttachmentFetcher:
-    """One per sender batch: identical `content_md5` within the batch is fetched once."""
+    """One per sender batch: identical `content_md5` (or `{MD5:…}` filename marker, which ingestion turns
+    into `content_md5`) within the batch is fetched once."""
 
     def __init__(self, services: Services, *, policy: HttpPolicy) -> None:
         self._services = services
@@ -54,20 +59,24 @@ class AttachmentFetcher:
         elif mode == "s3":
             data = self._s3(tenant_id, path)
         else:
-            data = self._endpoint(tenant_id, path)
+            data = self._endpoint(tenant_id, path, anonymous=(attachment.get("auth") or {}).get("method") == "none")
         if md5:
             if hashlib.md5(data).hexdigest() != md5:  # noqa: S324 - an integrity check the client asked for
                 raise FetchFailed(f"attachment {attachment['filename']!r}: content_md5 does not match", temporary=False)
             self._by_md5[md5] = data
         return data
 
-    def _endpoint(self, tenant_id: str, storage_path: str) -> bytes:
+    def _endpoint(self, tenant_id: str, storage_path: str, *, anonymous: bool) -> bytes:
+        """POST to the tenant's attachment URL with its client_auth, or with none (`auth.method: "none"`)."""
         tenant = self._services.tenants.get(tenant_id)
         url = tenant.attachment_url if tenant else None
         if tenant is None or url is None:
             raise FetchFailed("attachment endpoint: the tenant has no client_base_url", temporary=False)
-        credentials = self._services.tenants.credentials(tenant)
-        auth = HttpAuth(token=credentials.token, user=credentials.user, password=credentials.password)
+        if anonymous:
+            auth = HttpAuth()
+        else:
+            credentials = self._services.tenants.credentials(tenant)
+            auth = HttpAuth(token=credentials.token, user=credentials.user, password=credentials.password)
         body = json.dumps({"storage_path": storage_path}).encode()
         data = self._http("POST", url, auth, body)
         return data
@@ -124,6 +133,59 @@ class AttachmentFetcher:
         return data
 
 
+class LargeFiles:
+    """One per sender batch: each tenant's `large_file_config` (read once per batch) applied to a fetched
+    attachment above its `max_size_mb` (docs/tenants.md, "Large attachments")."""
+
+    def __init__(self, services: Services, *, logger: Logger, metrics: Metrics) -> None:
+        self._services = services
+        self._logger = logger
+        self._metrics = metrics
+        self._configs: dict[str, LargeFileConfig | None] = {}
+
+    def config(self, tenant_id: str) -> LargeFileConfig | None:
+        """The tenant's configuration when enabled, else None."""
+        if tenant_id not in self._configs:
+            tenant = self._services.tenants.get(tenant_id)
+            config = tenant.large_file_config if tenant else None
+            self._configs[tenant_id] = config if config is not None and config.enabled else None
+        return self._configs[tenant_id]
+
+    def offload(self, tenant_id: str, message_id: str, filename: str, data: bytes) -> Download | None:
+        """An attachment over the tenant's limit: None to attach it anyway (`warn`, or a `rewrite` whose
+        upload failed), a Download to link instead (`rewrite`); `reject` raises FetchFailed (no retry)."""
+        config = self.config(tenant_id)
+        if config is None or len(data) <= config.max_bytes:
+            return None
+        size_mb = len(data) / (1024 * 1024)
+        context = {
+            "tenant_id": tenant_id,
+            "message_id": message_id,
+            "attachment": filename,
+            "size_mb": round(size_mb, 1),
+        }
+        if config.action == "reject":
+            raise FetchFailed(
+                f"Attachment '{filename}' ({size_mb:.1f} MB) exceeds limit ({config.max_size_mb:g} MB)", temporary=False
+            )
+        if config.action == "rewrite":
+            try:
+                url = self._services.messages.contents.put_download(
+                    tenant_id, message_id, filename, data, config.file_ttl_days
+                )
+            except (BotoCoreError, ClientError, ValueError):
+                # The mail still goes out, the attachment in it: a link the recipient cannot get is worse.
+                self._logger.warning("large attachment upload failed; attached instead", extra=context, exc_info=True)
+                self._metrics.add_metric(name="LargeAttachmentUploadFailures", unit=MetricUnit.Count, value=1)
+                return None
+            self._logger.info("large attachment replaced by a download link", extra=context)
+            self._metrics.add_metric(name="LargeAttachmentsOffloaded", unit=MetricUnit.Count, value=1)
+            return Download(filename=filename, size=len(data), url=url)
+        self._logger.warning("attachment over the tenant's large-file limit, attached anyway", extra=context)
+        self._metrics.add_metric(name="LargeAttachmentWarnings", unit=MetricUnit.Count, value=1)
+        return None
+
+
 _SEALED_FIELDS = ("token", "password")
 
 
@@ -152,7 +214,7 @@ def seal_credentials(box: Callable[[], SecretBox], tenant_id: str, content: dict
 
 
 def _auth(box: Callable[[], SecretBox], tenant_id: str, conf: dict[str, Any] | None) -> HttpAuth:
-    if not conf:
+    if not conf or conf.get("method") == "none":
         return HttpAuth()
 
     def secret(field: str) -> str | None:

@@ -23,6 +23,7 @@ def delete_messages(services: Services, tenant_id: str, ids: list[str]) -> dict[
             not_found.append(message_id)
         else:
             not_removed.append({"id": message_id, "status": result, "reason": f"already {result}; not removed"})
+    services.counters.count_each("removed", ((tenant_id, None) for _ in removed))  # unsent: out of the pending gauge
     return {"ok": True, "removed": removed, "not_found": not_found, "unauthorized": [], "not_removed": not_removed}
 
 
@@ -51,6 +52,11 @@ def _matching(services: Services, tenant_id: str, batch_code: str | None) -> lis
         for item in services.queries.tenant_messages(tenant_id)
         if item["status"] in UNSENT_STATUSES and (batch_code is None or item.get("batch_code") == batch_code)
     ]
+
+
+def suspended_batches(services: Services, tenant_id: str) -> list[str]:
+    """The tenant's suspensions, sorted: batch codes, or `*` when all its mail is held."""
+    return sorted(services.suspensions.suspended(tenant_id))
 
 
 def suspend(services: Services, tenant_id: str, batch_code: str | None, *, now: int) -> int:
@@ -98,4 +104,5 @@ def delete_tenant(services: Services, tenant_id: str) -> dict[str, int]:
     )
     services.suspensions.activate(tenant_id, None)
     services.tenants.delete(tenant_id)
+    services.counters.forget_tenant(tenant_id)
     return {"accounts": len(accounts), "messages": removed}

@@ -3,6 +3,7 @@ connection per account, record the outcome, and re-enqueue what must wait."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,14 +15,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mailproxy.config import SENDER_SAFETY_SECONDS
+from mailproxy.dal.counters import Tally
 from mailproxy.dal.messages import RETENTION_SECONDS, Outcome
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
 from mailproxy.dal.ratelimits import Reservation
 from mailproxy.dal.records import ClaimedMessage
-from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed
+from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed, LargeFiles
 from mailproxy.logic.backoff import retry_delay
 from mailproxy.logic.http_guard import HttpPolicy
-from mailproxy.logic.mime import Envelope, MailAttachment, OutgoingMail, build_message
+from mailproxy.logic.mime import Download, Envelope, MailAttachment, OutgoingMail, build_message, with_download_links
 from mailproxy.logic.smtp import Outcome as SmtpOutcome
 from mailproxy.logic.smtp import SendResult, SmtpAccount, SmtpPool
 from mailproxy.logic.ssrf import guarded_addresses, parse_allowlist
@@ -38,17 +40,13 @@ class _Account:
     problem: str | None = None  # why it cannot be used now (its password does not decrypt)
 
 
+# The /metrics counter (dal/counters.py) each recorded outcome adds to.
+_COUNTER_OF_STATUS = {MessageStatus.SENT: "sent", MessageStatus.ERROR: "errors", MessageStatus.DEFERRED: "deferred"}
+
+
 def _unfinished_claims(claimed: ClaimedMessage) -> int:
     """Earlier claims of this message that never recorded an outcome: the invocation crashed or timed out."""
     return max(0, claimed.claims - 1 - claimed.outcomes)
-
-
-def _outgoing(content: dict[str, Any], attachment_bytes: Callable[[dict[str, Any]], bytes]) -> OutgoingMail:
-    attachments = [
-        MailAttachment(filename=a["filename"], content=attachment_bytes(a), mime_type=a.get("mime_type"))
-        for a in content.get("attachments", [])
-    ]
-    return OutgoingMail(**{**content, "attachments": attachments})
 
 
 class BatchDelivery:
@@ -78,7 +76,11 @@ class BatchDelivery:
         self._attempted: Counter[tuple[str, str]] = Counter()
         self._unreachable: dict[tuple[str, str], str] = {}
         self._fetcher = AttachmentFetcher(services, policy=HttpPolicy(mode=self._settings.mode, allowlist=allowlist))
+        self._large_files = LargeFiles(services, logger=logger, metrics=metrics)
         self.outcomes: Counter[str] = Counter()
+        # /metrics counters of the batch, written once per account at the end (close): no write per message.
+        self._tally = Tally()
+        self._rate_limited: set[tuple[str, str]] = set()
 
     # -- batch scope ---------------------------------------------------------------------------------
     def prepare(self, entries: list[QueueEntry]) -> None:
@@ -96,9 +98,17 @@ class BatchDelivery:
             self._logger.warning("batch read of contents failed; reading per message", exc_info=True)
 
     def close(self) -> None:
+        self._flush_counters()
         for reservation in self._reservations.values():
             self._services.rate_limits.release(reservation)
         self.pool.close()
+
+    def _flush_counters(self) -> None:
+        """Best effort (dal/counters.py): a failed update is logged there and counted here, the mail stays sent."""
+        failed = self._services.counters.add(self._tally)
+        self._tally = Tally()
+        if failed:
+            self._metrics.add_metric(name="MetricCounterFailures", unit=MetricUnit.Count, value=failed)
 
     def __enter__(self) -> BatchDelivery:
         return self
@@ -210,7 +220,10 @@ class BatchDelivery:
         """The account cannot be used now (its password does not decrypt), or its rate limit is reached."""
         if account.problem:
             return self._retry_outcome(claimed, now, account.problem)
-        return self._over_rate_limit(key, account, now)
+        limited = self._over_rate_limit(key, account, now)
+        if limited is not None:
+            self._rate_limited.add(claimed.key)
+        return limited
 
     def _message(self, claimed: ClaimedMessage, now: int) -> tuple[EmailMessage, Envelope] | Outcome:
         """The message to send, built from the stored content with its attachments; or why it cannot be."""
@@ -218,7 +231,7 @@ class BatchDelivery:
         if content is None:
             return _ended_unsent(now, "message content is missing")
         try:
-            mail = self._mail(claimed.tenant_id, content)
+            mail = self._mail(claimed.tenant_id, claimed.id, content)
         except FetchFailed as failure:
             if failure.temporary:
                 return self._retry_outcome(claimed, now, failure.reason)
@@ -242,24 +255,34 @@ class BatchDelivery:
             smtp_attempt=False,
         )
 
-    def _mail(self, tenant_id: str, content: dict[str, Any]) -> OutgoingMail:
-        """The stored content with its attachments fetched, within the caps that ingestion checked too."""
+    def _mail(self, tenant_id: str, message_id: str, content: dict[str, Any]) -> OutgoingMail:
+        """The stored content with its attachments fetched, within the caps that ingestion checked too; an
+        attachment the tenant's large-file `rewrite` uploaded is a link in the body, and counts in no cap."""
         try:
             check_headers_size(content.get("headers") or {})
         except ValueError as exc:
             raise FetchFailed(f"message cannot be built: {exc}", temporary=False) from None
         budget = self._settings.message_max_bytes - len(content.get("body", "").encode("utf-8", "surrogatepass"))
-
-        def attachment_bytes(attachment: dict[str, Any]) -> bytes:
-            nonlocal budget
+        attachments: list[MailAttachment] = []
+        downloads: list[Download] = []
+        for attachment in content.get("attachments", []):
             data = self._fetcher.content(tenant_id, attachment)
+            download = self._large_files.offload(tenant_id, message_id, attachment["filename"], data)
+            if download is not None:
+                downloads.append(download)
+                continue
             budget -= len(data)
             if budget < 0:
                 limit = self._settings.message_max_bytes
                 raise FetchFailed(f"message larger than {limit} bytes with its attachments", temporary=False)
-            return data
-
-        return _outgoing(content, attachment_bytes)
+            attachments.append(
+                MailAttachment(filename=attachment["filename"], content=data, mime_type=attachment.get("mime_type"))
+            )
+        mail = OutgoingMail(**{**content, "attachments": attachments})
+        if downloads:
+            body = with_download_links(mail.body, downloads, html=mail.content_type == "html")
+            mail = mail.model_copy(update={"body": body})
+        return mail
 
     def _send(
         self,
@@ -317,7 +340,10 @@ class BatchDelivery:
         if attempt >= self._settings.max_attempts:
             return Outcome(MessageStatus.ERROR, now, error=f"gave up after {attempt} attempts: {reason}")
         delay = retry_delay(attempt, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
-        return Outcome(MessageStatus.DEFERRED, now, not_before=now + delay, reason=reason)
+        # From the next whole second after this attempt (`now` is the floor of its start): a backoff of one
+        # second is never cut to a fraction of one by the rounding.
+        not_before = math.ceil(self._clock()) + delay
+        return Outcome(MessageStatus.DEFERRED, now, not_before=not_before, reason=reason)
 
     def _record(self, claimed: ClaimedMessage, outcome: Outcome) -> str:
         if not self._services.messages.record(claimed, outcome):
@@ -332,10 +358,17 @@ class BatchDelivery:
             self._content_ended(claimed, outcome)
         self.outcomes[status] += 1
         self._metrics.add_metric(name=status.capitalize(), unit=MetricUnit.Count, value=1)
+        self._count(claimed, outcome)
         if outcome.status is MessageStatus.DEFERRED and outcome.not_before is not None:
             self._enqueue_retry(claimed, outcome.not_before)
         self._log_outcome(claimed, outcome)
         return status
+
+    def _count(self, claimed: ClaimedMessage, outcome: Outcome) -> None:
+        self._tally.count(claimed.tenant_id, claimed.account_id, _COUNTER_OF_STATUS[outcome.status])
+        if claimed.key in self._rate_limited:  # deferred or rejected by the account's rate limit
+            self._tally.count(claimed.tenant_id, claimed.account_id, "rate_limited")
+            self._metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
 
     def _content_ended(self, claimed: ClaimedMessage, outcome: Outcome) -> None:
         try:

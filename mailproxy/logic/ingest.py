@@ -12,7 +12,14 @@ from mailproxy.dal.messages import NewMessage
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
 from mailproxy.dal.suspensions import is_suspended
 from mailproxy.logic.attachments import seal_credentials
-from mailproxy.models import AddMessagesRequest, AddMessagesResponse, MessageIn, Rejection, describe_errors
+from mailproxy.models import (
+    AddMessagesRequest,
+    AddMessagesResponse,
+    MessageIn,
+    Rejection,
+    RejectionCode,
+    describe_errors,
+)
 from mailproxy.services import Services
 
 logger = Logger(child=True)
@@ -38,7 +45,9 @@ def add_messages(
         if message is None:
             continue
         if (message.tenant_id, message.id) in seen:
-            rejected.append(Rejection(id=message.id, reason="id: appears twice in this request"))
+            rejected.append(
+                Rejection(id=message.id, reason="id: appears twice in this request", code=RejectionCode.INVALID)
+            )
             continue
         seen.add((message.tenant_id, message.id))
         valid.append(message)
@@ -52,7 +61,13 @@ def add_messages(
         if account_key not in known_accounts:
             known_accounts[account_key] = services.accounts.get(*account_key) is not None
         if not known_accounts[account_key]:
-            rejected.append(Rejection(id=message.id, reason=f"account_id: unknown account {message.account_id!r}"))
+            rejected.append(
+                Rejection(
+                    id=message.id,
+                    reason=f"account_id: unknown account {message.account_id!r}",
+                    code=RejectionCode.UNKNOWN_ACCOUNT,
+                )
+            )
             continue
         new.append(
             NewMessage(
@@ -69,28 +84,36 @@ def add_messages(
             )
         )
 
-    created = services.messages.put_batch(new, now=now, enqueue_grace=services.settings.enqueue_grace)
-    created_keys = {m.key for m in created}
+    stored = services.messages.put_batch(new, now=now, enqueue_grace=services.settings.enqueue_grace)
+    queued = stored.queued  # a replaced message is enqueued again: its schedule may have changed
+    queued_keys = {m.key for m in queued}
     rejected.extend(
-        Rejection(id=m.id, reason="id: already known; not queued again") for m in new if m.key not in created_keys
+        Rejection(id=m.id, reason="id: already known; not queued again", code=RejectionCode.DUPLICATE)
+        for m in new
+        if m.key not in queued_keys
     )
     entries = [
         QueueEntry(m.tenant_id, m.id, m.account_id, m.priority, delay=max(0, (m.not_before or now) - now))
-        for m in created
+        for m in queued
         if not m.suspended and (m.not_before or now) - now <= MAX_DELAY_SECONDS
     ]
     failed = services.queues.enqueue(entries)
     if failed:
         # Stored durably: the sweep enqueues them once their grace period is over.
         logger.warning("enqueue failed; the sweep will enqueue these later", extra={"count": len(failed)})
-    return AddMessagesResponse(queued=len(created), rejected=rejected)
+    services.counters.count_each(
+        "queued", ((m.tenant_id, m.account_id) for m in stored.created)
+    )  # /metrics, best effort
+    return AddMessagesResponse(queued=len(queued), rejected=rejected)
 
 
 def _validate(
     raw: Any, position: int, request: AddMessagesRequest, rejected: list[Rejection], tenant_id: str | None
 ) -> MessageIn | None:
     if not isinstance(raw, dict):
-        rejected.append(Rejection(id=None, reason=f"messages.{position}: must be a JSON object"))
+        rejected.append(
+            Rejection(id=None, reason=f"messages.{position}: must be a JSON object", code=RejectionCode.INVALID)
+        )
         return None
     raw_id = raw.get("id")
     if request.default_priority is not None and raw.get("priority") is None:
@@ -100,5 +123,11 @@ def _validate(
     try:
         return MessageIn.model_validate(raw)
     except ValidationError as exc:
-        rejected.append(Rejection(id=raw_id if isinstance(raw_id, str) else None, reason=describe_errors(exc.errors())))
+        rejected.append(
+            Rejection(
+                id=raw_id if isinstance(raw_id, str) else None,
+                reason=describe_errors(exc.errors()),
+                code=RejectionCode.INVALID,
+            )
+        )
         return None

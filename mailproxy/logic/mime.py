@@ -8,6 +8,7 @@ base64 (whichever is smaller), so the message never needs the server's 8BITMIME 
 
 from __future__ import annotations
 
+import html as html_text
 import mimetypes
 from datetime import UTC, datetime
 from email import policy
@@ -21,11 +22,13 @@ from pydantic import BaseModel
 from mailproxy.headers import HEADER_NAME, PROTECTED_HEADERS, parse_address
 
 __all__ = [
+    "Download",
     "Envelope",
     "MailAttachment",
     "OutgoingMail",
     "build_message",
     "guess_mime_type",
+    "with_download_links",
 ]
 
 
@@ -55,6 +58,38 @@ class OutgoingMail(BaseModel):
 class Envelope(NamedTuple):
     sender: str  # addr-spec for MAIL FROM ("" = null reverse-path)
     recipients: list[str]  # addr-specs: to + cc + bcc, de-duplicated (case-insensitively), order kept
+
+
+class Download(NamedTuple):
+    """A large attachment replaced by a link (a tenant's large-file `rewrite`)."""
+
+    filename: str
+    size: int  # bytes
+    url: str
+
+
+DOWNLOADS_TITLE = "Large attachments available for download"
+
+
+def with_download_links(body: str, downloads: list[Download], *, html: bool) -> str:
+    """The body with the footer that lists the offloaded attachments: name, size in MB, URL. In HTML, a
+    list placed before ``</body>`` when there is one, names and URLs escaped."""
+    if not downloads:
+        return body
+    if not html:
+        lines = [f"- {d.filename} ({_megabytes(d.size)} MB): {d.url}" for d in downloads]
+        return body.rstrip("\n") + "\n\n--\n" + DOWNLOADS_TITLE + ":\n" + "\n".join(lines) + "\n"
+    items = "".join(
+        f'<li><a href="{html_text.escape(d.url)}">{html_text.escape(d.filename)}</a> ({_megabytes(d.size)} MB)</li>'
+        for d in downloads
+    )
+    footer = f"<hr><p>{DOWNLOADS_TITLE}:</p><ul>{items}</ul>"
+    end = body.lower().rfind("</body>")
+    return body[:end] + footer + body[end:] if end >= 0 else body + footer
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f}"
 
 
 def _envelope_sender(mail: OutgoingMail, from_address: Address) -> str:

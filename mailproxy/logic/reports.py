@@ -6,13 +6,20 @@ The outbox is partitioned per tenant (docs/reliability.md, "Poison reports and t
 read and posted on its own, in a small pool: no tenant's backlog, missing target, failing endpoint or bad
 credential delays another tenant's reports. Every per-tenant failure is caught, counted
 (`ReportTenantFailures`) and logged with the tenant and the exception's type, never its text (it could hold
-a credential)."""
+a credential).
+
+The client's reply (docs/tenants.md, "The client's reply") steers the next calls: `next_sync_after` holds the
+tenant's calls until then (capped at `GMP_SYNC_MAX_DEFER`; run-now for the tenant lifts it), `queued` > 0
+asks for another cycle at once, `error` / `not_found` ids are logged and counted (the batch is acknowledged
+all the same). A tenant with its own endpoint and no events gets an empty call every `GMP_SYNC_INTERVAL`,
+so that its client can hand back work."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +30,8 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from mailproxy.dal.records import StoredTenant
+from mailproxy.dal.sync_state import SyncState
 from mailproxy.logic.http_auth import BadCredential, HttpAuth
 from mailproxy.logic.http_guard import HttpPolicy, HttpRefused, HttpUnavailable
 from mailproxy.logic.ssrf import parse_allowlist
@@ -157,6 +166,116 @@ def post(
     return PostResult(True, f"HTTP {answer.status}", reply)
 
 
+LOGGED_IDS = 20  # ids of a reply's error / not_found lists that one log line names
+LOGGED_ID_CHARS = 128
+
+
+@dataclass(frozen=True)
+class ClientReply:
+    """What the proxy reads of a 2xx reply; anything else in it is ignored."""
+
+    queued: int = 0
+    next_sync_after: int | None = None  # None: no do-not-disturb
+    errors: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    problem: str | None = None  # why `next_sync_after` was not taken as sent
+
+
+def read_reply(reply: Any, *, now: int, max_defer: int) -> ClientReply:
+    """The reply's `queued`, `next_sync_after`, `error` and `not_found`. A `next_sync_after` that is not a
+    number is ignored and one further than `max_defer` ahead is cut to it (`problem` says which), so that a
+    typo (milliseconds, a year) cannot stop a tenant's reports for longer."""
+    if not isinstance(reply, dict):
+        return ClientReply()
+    queued = reply.get("queued")
+    raw = reply.get("next_sync_after")
+    until: int | None = None
+    problem = None
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or math.isnan(raw):
+            problem = "next_sync_after is not a number (unix seconds): ignored"
+        elif raw > now + max_defer:
+            until, problem = now + max_defer, f"next_sync_after more than {max_defer} s ahead: capped"
+        elif raw > now:
+            until = math.ceil(raw)
+    return ClientReply(
+        queued=queued if isinstance(queued, int) and not isinstance(queued, bool) and queued > 0 else 0,
+        next_sync_after=until,
+        errors=_ids(reply.get("error")),
+        not_found=_ids(reply.get("not_found")),
+        problem=problem,
+    )
+
+
+def _ids(value: Any) -> list[str]:
+    """A reply's list of message ids, as strings; anything but a list is no list."""
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def in_dnd(state: SyncState | None, now: float) -> bool:
+    """The client asked not to be called before `next_sync_after`, and that time has not come."""
+    return state is not None and state.next_sync_after is not None and now < state.next_sync_after
+
+
+def next_call_due(state: SyncState | None, now: int, interval: int) -> int:
+    """When the next empty call to a tenant with no events may go: at once after a run-now or for a tenant
+    never called; else `interval` after the last call, and never inside the client's do-not-disturb."""
+    if state is None or state.requested_ms is not None:
+        return now
+    last = max(state.last_sync_ts or 0, state.last_call_ts or 0)
+    due = last + interval if last else now
+    return max(due, state.next_sync_after or 0)
+
+
+def request_sync(services: Services, tenant_id: str, now: float) -> None:
+    """run-now naming a tenant: its do-not-disturb is lifted and the next report run calls it, with its
+    events or, having none, with an empty call."""
+    services.sync_state.request_sync(tenant_id, now_ms=int(now * 1000))
+
+
+@dataclass(frozen=True)
+class TenantSync:
+    id: str
+    name: str | None
+    active: bool
+    client_base_url: str | None
+    last_sync_ts: int | None
+    next_sync_due: int | None  # None: the tenant has no endpoint of its own, so no periodic call
+    in_dnd: bool
+
+
+@dataclass(frozen=True)
+class SyncOverview:
+    tenants: list[TenantSync]
+    sync_interval_seconds: int
+
+
+def sync_status(services: Services, now: float) -> SyncOverview:
+    """Every configured tenant's sync state (`GET /instance/get_sync_status`): two Queries."""
+    states = services.sync_state.all()
+    interval = services.settings.sync_interval
+    tenants = []
+    for tenant in sorted(services.tenants.list(), key=lambda t: t.id):
+        state = states.get(tenant.id)
+        tenants.append(
+            TenantSync(
+                id=tenant.id,
+                name=tenant.name,
+                active=tenant.active,
+                client_base_url=tenant.client_base_url,
+                last_sync_ts=state.last_sync_ts if state else None,
+                next_sync_due=next_call_due(state, int(now), interval) if _calls_when_idle(tenant) else None,
+                in_dnd=in_dnd(state, now),
+            )
+        )
+    return SyncOverview(tenants=tenants, sync_interval_seconds=interval)
+
+
+def _calls_when_idle(tenant: StoredTenant | None) -> bool:
+    """Empty calls go to active tenants with an endpoint of their own, never to the deployment's."""
+    return tenant is not None and tenant.active and tenant.sync_url is not None
+
+
 MAX_CYCLES = 5  # cycles one run may chain when clients keep answering {"queued": n}
 MAX_PARALLEL_TENANTS = 8  # tenants reported at once: a hanging client holds one worker, not the run
 
@@ -167,6 +286,9 @@ class ReportRun:
     posted: int = 0
     batches: int = 0
     failures: int = 0
+    cycles: int = 0
+    sync_calls: int = 0  # empty calls to tenants with no events
+    held: int = 0  # tenants not called in the last cycle: their client's next_sync_after is still ahead
     stopped: str = "done"
 
 
@@ -184,6 +306,19 @@ class TenantRun:
     again: bool = False  # the client answered {"queued": n > 0}
     left: bool = False  # reports may be left in its outbox
     oldest_left_sk: str | None = None
+    held: bool = False  # in the client's do-not-disturb: nothing posted
+    sync_calls: int = 0
+    sync_call_failed: bool = False
+    client_errors: int = 0  # ids the client's replies listed as `error`
+    client_not_found: int = 0  # ... and as `not_found`
+
+
+@dataclass(frozen=True)
+class TenantCycle:
+    """What a tenant's share of a cycle starts from: its sync state and whether it gets empty calls."""
+
+    state: SyncState | None
+    calls_when_idle: bool
 
 
 class Reporter:
@@ -206,56 +341,87 @@ class Reporter:
         self._policy = policy or HttpPolicy(
             mode=services.settings.mode, allowlist=parse_allowlist(services.settings.smtp_host_allowlist)
         )
-        self._tenants = tenants or self._known_tenants
-
-    def _known_tenants(self) -> list[str]:
-        """`default` and every configured tenant: the partitions of the outbox to read."""
-        return list(dict.fromkeys([DEFAULT_TENANT, *sorted(t.id for t in self._services.tenants.list())]))
+        self._tenants = tenants
 
     def run(self, *, budget_seconds: float, batch_size: int) -> ReportRun:
-        """Sweep, then report every tenant until its outbox is empty, its client fails, or the time budget
-        is used. A client answering `{"queued": n}` with n > 0 asks for another cycle at once."""
+        """Sweep, then report every tenant until its outbox is empty, its client fails or asks for quiet, or
+        the time budget is used. A client answering `{"queued": n}` with n > 0 asks for another cycle at once."""
         deadline = time.monotonic() + budget_seconds
         run = ReportRun()
         stopped_tenants: set[str] = set()  # failed this run: not tried again until the next one
         last: dict[str, TenantRun] = {}
         for _ in range(MAX_CYCLES):
+            run.cycles += 1
             run.swept += sweep_due(self._services, now=int(self._clock()))
-            tenants = [t for t in self._tenant_ids() if t not in stopped_tenants]
-            results = self._cycle(tenants, deadline, batch_size)
+            configured = self._configured_tenants()
+            states = self._sync_states()
+            tenants = [t for t in self._tenant_ids(configured) if t not in stopped_tenants]
+            plans = {
+                t: TenantCycle(
+                    state=states.get(t) if states is not None else None,
+                    # sync state unreadable: events are still posted, but no empty call is made blind
+                    calls_when_idle=states is not None and _calls_when_idle((configured or {}).get(t)),
+                )
+                for t in tenants
+            }
+            results = self._cycle(plans, deadline, batch_size)
             for result in results:
                 last[result.tenant_id] = result
                 self._account(run, result)
                 if result.failure is not None:
                     stopped_tenants.add(result.tenant_id)
+            run.held = sum(r.held for r in results)
             if not any(r.again for r in results) or deadline - time.monotonic() <= 0.5:
                 break
         run.stopped = _summary(list(last.values()))
         self._oldest_pending_metric(list(last.values()))
         return run
 
-    def _tenant_ids(self) -> list[str]:
+    def _configured_tenants(self) -> dict[str, StoredTenant] | None:
+        """Every configured tenant, by id; None when the list cannot be read."""
         try:
-            return self._tenants()
-        except Exception as exc:  # the tenant list unreadable: report `default` at least
+            return {t.id: t for t in self._services.tenants.list()}
+        except Exception as exc:
+            self._logger.warning("tenant list unreadable", extra={"exception": type(exc).__name__})
+            return None
+
+    def _sync_states(self) -> dict[str, SyncState] | None:
+        try:
+            return self._services.sync_state.all()
+        except Exception as exc:
             self._logger.warning(
-                "tenant list unreadable; reporting the default tenant only", extra={"exception": type(exc).__name__}
+                "sync states unreadable; events are posted, no empty call is made",
+                extra={"exception": type(exc).__name__},
             )
+            return None
+
+    def _tenant_ids(self, configured: dict[str, StoredTenant] | None) -> list[str]:
+        """`default` and every configured tenant: the partitions of the outbox to read."""
+        if self._tenants is not None:
+            try:
+                return self._tenants()
+            except Exception as exc:
+                self._logger.warning("tenant ids unreadable", extra={"exception": type(exc).__name__})
+                configured = None
+        if configured is None:
+            self._logger.warning("reporting the default tenant only")
             return [DEFAULT_TENANT]
+        return list(dict.fromkeys([DEFAULT_TENANT, *sorted(configured)]))
 
-    def _cycle(self, tenants: list[str], deadline: float, batch_size: int) -> list[TenantRun]:
-        if not tenants:
+    def _cycle(self, plans: dict[str, TenantCycle], deadline: float, batch_size: int) -> list[TenantRun]:
+        if not plans:
             return []
-        if len(tenants) == 1:
-            return [self._tenant(tenants[0], deadline, batch_size)]
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_TENANTS, len(tenants))) as pool:
-            return list(pool.map(lambda t: self._tenant(t, deadline, batch_size), tenants))
+        if len(plans) == 1:
+            ((tenant_id, plan),) = plans.items()
+            return [self._tenant(tenant_id, plan, deadline, batch_size)]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_TENANTS, len(plans))) as pool:
+            return list(pool.map(lambda item: self._tenant(item[0], item[1], deadline, batch_size), plans.items()))
 
-    def _tenant(self, tenant_id: str, deadline: float, batch_size: int) -> TenantRun:
+    def _tenant(self, tenant_id: str, plan: TenantCycle, deadline: float, batch_size: int) -> TenantRun:
         """One tenant's reports for one cycle. Never raises: an exception ends this tenant's share only."""
         result = TenantRun(tenant_id)
         try:
-            self._report_tenant(result, deadline, batch_size)
+            self._report_tenant(result, plan, deadline, batch_size)
         except Exception as exc:
             result.failure = result.exception = type(exc).__name__
             if isinstance(exc, BadCredential):
@@ -268,14 +434,20 @@ class Reporter:
             )
         return result
 
-    def _report_tenant(self, result: TenantRun, deadline: float, batch_size: int) -> None:
+    def _report_tenant(self, result: TenantRun, plan: TenantCycle, deadline: float, batch_size: int) -> None:
         tenant_id = result.tenant_id
+        state = plan.state
+        if in_dnd(state, self._clock()):
+            result.held = result.left = True  # its events wait in the outbox; nothing is lost or marked
+            return
         while True:
             if deadline - time.monotonic() <= 0.5:
                 result.budget_used = result.left = True
                 return
             items = self._services.outbox.pending(batch_size, tenant_id)
             if not items:
+                if result.batches == 0 and plan.calls_when_idle:
+                    self._idle_call(result, state, deadline)
                 return
             result.oldest_left_sk = items[0]["rpt_sk"]
             torn = [i for i in items if not is_reportable(i)]
@@ -292,11 +464,12 @@ class Reporter:
             if target is None:
                 result.no_target = result.left = True  # no endpoint configured: the reports wait in the outbox
                 return
+            started = self._clock()
             answer = post(
                 target,
                 [report_entry(i) for i in items],
                 timeout=max(0.5, min(target.timeout, deadline - time.monotonic())),
-                now=int(self._clock()),
+                now=int(started),
                 policy=self._policy,
             )
             if not answer.ok:
@@ -311,17 +484,86 @@ class Reporter:
             marked = self._mark(items)
             result.posted += len(items)
             result.batches += 1
-            if isinstance(answer.reply, dict) and isinstance(answer.reply.get("queued"), int):
-                result.again = result.again or answer.reply["queued"] > 0
+            reply = self._synced(result, state, answer.reply, started)
+            state = None  # a run-now this call served is served: the next batch need not clear it again
+            if reply.next_sync_after is not None:
+                result.held = result.left = True  # the client asked for quiet: the rest waits until then
+                return
             if not marked:  # every entry changed since it was read: read again next cycle, not in a loop
                 result.left = True
                 return
 
+    def _idle_call(self, result: TenantRun, state: SyncState | None, deadline: float) -> None:
+        """The empty call `{"delivery_report": []}` to a tenant with no events, when its interval has passed
+        (or a run-now asked for it), so that its client can hand back work (`queued`)."""
+        started = self._clock()
+        if next_call_due(state, int(started), self._services.settings.sync_interval) > started:
+            return
+        target = self._target_for(result.tenant_id)
+        if target is None:
+            return
+        answer = post(
+            target,
+            [],
+            timeout=max(0.5, min(target.timeout, deadline - time.monotonic())),
+            now=int(started),
+            policy=self._policy,
+        )
+        result.sync_calls += 1
+        if not answer.ok:
+            # Not a report failure (nothing was to be delivered): the next call waits its interval.
+            result.sync_call_failed = True
+            self._services.sync_state.called(result.tenant_id, at=int(started))
+            self._logger.warning(
+                "empty sync call failed; next one after the interval",
+                extra={"tenant_id": result.tenant_id, "reason": answer.detail},
+            )
+            return
+        self._synced(result, state, answer.reply, started)
+
+    def _synced(self, result: TenantRun, state: SyncState | None, raw: Any, started: float) -> ClientReply:
+        """Read a 2xx reply and keep what it says for the next calls."""
+        now = int(started)
+        reply = read_reply(raw, now=now, max_defer=self._services.settings.sync_max_defer)
+        tenant_id = result.tenant_id
+        if reply.problem:
+            self._logger.warning(
+                "the client's next_sync_after was not taken as sent",
+                extra={"tenant_id": tenant_id, "reason": reply.problem, "next_sync_after": reply.next_sync_after},
+            )
+        for name, ids in (("error", reply.errors), ("not_found", reply.not_found)):
+            if ids:
+                # The original's rule: these are acknowledged like the rest; logged so that someone can look.
+                self._logger.warning(
+                    f"the client listed reported ids as {name}; they stay marked reported",
+                    extra={
+                        "tenant_id": tenant_id,
+                        "count": len(ids),
+                        "ids": [i[:LOGGED_ID_CHARS] for i in ids[:LOGGED_IDS]],
+                    },
+                )
+        result.client_errors += len(reply.errors)
+        result.client_not_found += len(reply.not_found)
+        result.again = result.again or reply.queued > 0
+        self._services.sync_state.synced(tenant_id, at=now, next_sync_after=reply.next_sync_after)
+        if state is not None and state.requested_ms is not None:
+            self._services.sync_state.request_served(tenant_id, started_ms=int(started * 1000))
+        return reply
+
     def _account(self, run: ReportRun, result: TenantRun) -> None:
         run.posted += result.posted
         run.batches += result.batches
+        run.sync_calls += result.sync_calls
         if result.posted:
             self._metrics.add_metric(name="ReportsPosted", unit=MetricUnit.Count, value=result.posted)
+        if result.sync_calls:
+            self._metrics.add_metric(name="SyncCalls", unit=MetricUnit.Count, value=result.sync_calls)
+        if result.sync_call_failed:
+            self._metrics.add_metric(name="SyncCallFailures", unit=MetricUnit.Count, value=1)
+        if result.client_errors:
+            self._metrics.add_metric(name="ReportClientErrors", unit=MetricUnit.Count, value=result.client_errors)
+        if result.client_not_found:
+            self._metrics.add_metric(name="ReportClientNotFound", unit=MetricUnit.Count, value=result.client_not_found)
         if result.failure is not None:
             run.failures += 1
             self._metrics.add_metric(name="ReportTenantFailures", unit=MetricUnit.Count, value=1)

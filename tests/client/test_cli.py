@@ -367,7 +367,7 @@ def test_run_now_and_metrics(gmp: Gmp) -> None:
     assert "dispatch started" in run.out
     metrics = gmp("metrics")
     assert metrics.code == 0
-    assert "# TYPE gmp_messages gauge" in metrics.out
+    assert "# TYPE gmp_sent_total counter" in metrics.out
 
 
 def test_configuration_and_connection_errors(gmp: Gmp, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -130,7 +130,7 @@ def test_messages_are_delivered_and_listed(proxy: MailProxyClient, smtp_sink_fac
     assert proxy.messages(status="error", account_id="acct-deliver").messages == []
 
 
-def test_resubmission_is_idempotent_and_reports_duplicates(
+def test_resubmission_replaces_what_is_pending_reports_what_is_taken_and_sends_each_once(
     proxy: MailProxyClient, smtp_sink_factory: SinkFactory
 ) -> None:
     sink = smtp_sink_factory("plain")
@@ -139,9 +139,12 @@ def test_resubmission_is_idempotent_and_reports_duplicates(
     first = proxy.add_messages(batch)
     assert (first.queued, first.duplicates, first.rejected) == (3, [], [])
 
+    # An id still waiting for a sender is replaced (queued again, as the original did); one a sender already
+    # took is a duplicate. Which of the two each id meets depends on the sender's pace: each is one or the other.
     again = proxy.add_messages([*batch, message("IDEM-new", "acct-idem")])
-    assert again.queued == 1
-    assert sorted(again.duplicates) == ["IDEM-0", "IDEM-1", "IDEM-2"]
+    assert "IDEM-new" not in again.duplicates
+    assert again.queued + len(again.duplicates) == 4
+    assert set(again.duplicates) <= {"IDEM-0", "IDEM-1", "IDEM-2"}
     assert again.rejected == []
     assert again.accepted == 4
 
@@ -155,11 +158,12 @@ def test_resubmission_is_idempotent_and_reports_duplicates(
     ]
 
 
-def test_a_lost_answer_is_retried_and_the_retry_reports_duplicates(
+def test_a_lost_answer_is_retried_and_each_message_is_sent_once(
     stack: LocalStack, smtp_sink_factory: SinkFactory
 ) -> None:
     """The first add-messages reaches the proxy, but its answer is lost (a 502 from a gateway): the client
-    sends the same batch again; the proxy stores nothing twice and the client counts the ids as accepted."""
+    sends the same batch again; the proxy replaces what is still pending or reports what a sender took as a
+    duplicate, and either way each message is sent once and the client counts the ids as accepted."""
     sink = smtp_sink_factory("plain")
 
     class LosesFirstAnswer(httpx.BaseTransport):
@@ -183,8 +187,7 @@ def test_a_lost_answer_is_retried_and_the_retry_reports_duplicates(
         result = proxy.add_messages([message("LOST-1", "acct-lost"), message("LOST-2", "acct-lost")])
     assert transport.lost == 1
     assert len(sleeps) == 1
-    assert result.queued == 0
-    assert sorted(result.duplicates) == ["LOST-1", "LOST-2"]
+    assert result.queued + len(result.duplicates) == 2
     assert result.rejected == []
     assert result.accepted == 2
     sink.wait_for_messages(2, timeout=30)

@@ -177,8 +177,10 @@ def test_curl_tour(
     assert smtp_main["id"] == "smtp-main" and smtp_main["password"] == "***"
     assert SMTP_PASSWORD not in json.dumps(listed)
     assert answer(run_now)["ok"] is True
-    metrics_text = run(metrics).stdout
-    assert 'gmp_messages{tenant="default",account="smtp-main",status="sent"} 1' in metrics_text
+    # The sender's counters are written at the end of its batch, a moment after the status shows `sent`.
+    labels = 'tenant_id="default",tenant_name="default",account_id="smtp-main",account_name="smtp-main"'
+    sent_series = f"gmp_sent_total{{{labels}}} 1"
+    retry_until(lambda: run(metrics), lambda out: sent_series in out)
     assert answer(delete) == {"ok": True, "id": "smtp-main"}
     head = run(unauthorized).stdout.splitlines()[0]
     assert head.startswith("HTTP/1.1 401")
@@ -233,7 +235,7 @@ def test_cli_tour(stack: LocalStack, sink: SmtpSink, shell_env: dict[str, str], 
     assert "***" in accounts and SMTP_PASSWORD not in accounts
     assert "2 messages: queued 2, duplicates 0" in bulk
     assert "dispatch started" in run_now
-    assert "# TYPE gmp_messages gauge" in metrics
+    assert "# TYPE gmp_sent_total counter" in metrics
     assert deleted.strip() == "account smtp-main deleted"
     subjects = [m.message["Subject"] for m in sink.wait_for_messages(4, timeout=30)]
     assert {"Hello", "1", "2"} <= set(subjects)

@@ -1,8 +1,9 @@
 """Synthesize the CDK app once per session (with cdk-nag), and share the template with every test.
 
 The context is cdk.json's, with a few values changed on purpose so the tests can see that context
-reaches the template (two NAT gateways, a 45 s sender timeout, reserved concurrency, an alarm e-mail,
+reaches the template (two NAT gateways, a 45 s sender timeout, reserved and event-source concurrency, an alarm e-mail,
 a client-sync URL). The dependency layer is a tiny temporary directory: nothing is pip-installed.
+The other `nat` options (instance, none) get one synthesis each, made on first use and shared likewise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ CONTEXT_OVERRIDES: dict[str, Any] = {
     "nat_gateways": 2,
     "sender_timeout_seconds": 45,
     "sender_reserved_concurrency": 7,
+    "sender_max_concurrency": 6,
     "alarm_email": "ops@example.com",
     "client_sync_url": "https://client.example.com/email/mailproxy/mp_endpoint/proxy_sync",
 }
@@ -76,12 +78,12 @@ class Synthesis:
         return managed
 
 
-def _synthesize(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+def _synthesize(tmp_path_factory: pytest.TempPathFactory, extra: dict[str, Any]) -> Synthesis:
     layer = tmp_path_factory.mktemp("layer")
     (layer / "python").mkdir()
     (layer / "python" / "placeholder.py").write_text("# stands in for the dependency layer in tests\n")
     outdir = tmp_path_factory.mktemp("cdk.out")
-    context = {**cdk_json_context(), **CONTEXT_OVERRIDES, "layer_dir": str(layer)}
+    context = {**cdk_json_context(), **CONTEXT_OVERRIDES, **extra, "layer_dir": str(layer)}
 
     app = App(context=context, outdir=str(outdir))
     build(app)
@@ -107,16 +109,34 @@ def _synthesize(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     )
 
 
-_synthesized: list[Synthesis] = []  # the run's one synthesis
+_synthesized: dict[str, Synthesis] = {}  # the run's syntheses, by `nat` option
+
+
+def synthesis_for(tmp_path_factory: pytest.TempPathFactory, nat: str) -> Synthesis:
+    if nat not in _synthesized:
+        extra = {} if nat == cdk_json_context()["nat"] else {"nat": nat}
+        _synthesized[nat] = _synthesize(tmp_path_factory, extra)
+    return _synthesized[nat]
 
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
-    """The synthesis of the run. A module that imports this fixture (tests/client/test_docs.py) gets a
-    second session fixture of the same name in pytest's eyes: both return the one synthesis made here."""
-    if not _synthesized:
-        _synthesized.append(_synthesize(tmp_path_factory))
-    return _synthesized[0]
+    """The synthesis of the run (cdk.json's `nat`: gateway). A module that imports this fixture
+    (tests/client/test_docs.py) gets a second session fixture of the same name in pytest's eyes: both
+    return the one synthesis made here."""
+    return synthesis_for(tmp_path_factory, cdk_json_context()["nat"])
+
+
+@pytest.fixture(scope="session")
+def synth_nat_instance(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    """The same context with nat=instance: NAT instances instead of NAT gateways."""
+    return synthesis_for(tmp_path_factory, "instance")
+
+
+@pytest.fixture(scope="session")
+def synth_nat_none(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    """The same context with nat=none: no VPC, the sender outside it."""
+    return synthesis_for(tmp_path_factory, "none")
 
 
 API_HANDLER = "functions.api.handler.handler"

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.infrastructure.conftest import Synthesis
+
+# Every `nat` option is checked: each brings resources of its own (NAT gateways, NAT instances, no VPC).
+SYNTHESES = ["synth", "synth_nat_instance", "synth_nat_none"]
+
+
+@pytest.fixture(params=SYNTHESES)
+def any_synth(request: pytest.FixtureRequest) -> Synthesis:
+    synthesis: Synthesis = request.getfixturevalue(request.param)
+    return synthesis
 
 
 def _plugin(synth: Synthesis) -> dict[str, Any]:
@@ -13,32 +24,32 @@ def _plugin(synth: Synthesis) -> dict[str, Any]:
     return plugin
 
 
-def test_synthesis_with_aws_solutions_checks_succeeds(synth: Synthesis) -> None:
-    assert synth.validation_error is None, synth.validation_error
-    for plugin in synth.validation_report["pluginReports"] if synth.validation_report else []:
+def test_synthesis_with_aws_solutions_checks_succeeds(any_synth: Synthesis) -> None:
+    assert any_synth.validation_error is None, any_synth.validation_error
+    for plugin in any_synth.validation_report["pluginReports"] if any_synth.validation_report else []:
         assert plugin["conclusion"] == "success", plugin["pluginName"]
 
 
-def test_no_unacknowledged_aws_solutions_findings(synth: Synthesis) -> None:
-    violations = _plugin(synth)["violations"]
+def test_no_unacknowledged_aws_solutions_findings(any_synth: Synthesis) -> None:
+    violations = _plugin(any_synth)["violations"]
     assert violations == [], [
         (v["ruleName"], [c["constructPath"] for c in v["violatingConstructs"]]) for v in violations
     ]
 
 
-def test_every_acknowledged_finding_carries_a_reason(synth: Synthesis) -> None:
-    suppressed = _plugin(synth)["suppressedViolations"]
+def test_every_acknowledged_finding_carries_a_reason(any_synth: Synthesis) -> None:
+    suppressed = _plugin(any_synth)["suppressedViolations"]
     assert suppressed
     for finding in suppressed:
         assert len(finding["reason"].strip()) >= 40, finding["ruleName"]
 
 
-def test_every_acknowledgement_is_used(synth: Synthesis) -> None:
+def test_every_acknowledgement_is_used(any_synth: Synthesis) -> None:
     """A stale acknowledgement hides nothing today but would silently hide a future finding."""
-    used = {(f["acknowledgedAt"], f["acknowledgedId"]) for f in _plugin(synth)["suppressedViolations"]}
+    used = {(f["acknowledgedAt"], f["acknowledgedId"]) for f in _plugin(any_synth)["suppressedViolations"]}
     declared = {
         (path.lstrip("/"), rule_id)
-        for path, entries in synth.metadata.items()
+        for path, entries in any_synth.metadata.items()
         for entry in entries
         if entry["type"] == "aws:cdk:acknowledged-rules"
         for rule_id in entry["data"]

@@ -43,7 +43,7 @@ def test_function_runs_python_of_the_layer_with_active_tracing(synth: Synthesis,
     _, function = synth.function(handler)
     props = function["Properties"]
     assert props["Runtime"] == f"python{PYTHON_VERSION}"
-    assert props["Architectures"] == ["x86_64"]
+    assert props["Architectures"] == ["arm64"]  # cdk.json's default: the layer builds for aarch64
     assert props["TracingConfig"] == {"Mode": "Active"}
 
 
@@ -104,7 +104,7 @@ def test_functions_share_one_code_asset_and_one_dependency_layer(synth: Synthesi
     assert len(codes) == 1
     synth.template.has_resource_properties(
         "AWS::Lambda::LayerVersion",
-        {"CompatibleRuntimes": [f"python{PYTHON_VERSION}"], "CompatibleArchitectures": ["x86_64"]},
+        {"CompatibleRuntimes": [f"python{PYTHON_VERSION}"], "CompatibleArchitectures": ["arm64"]},
     )
 
 

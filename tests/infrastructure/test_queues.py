@@ -66,5 +66,7 @@ def test_sender_consumes_both_queues_in_batches_reporting_item_failures(synth: S
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert props["BatchSize"] == 10
         assert props["MaximumBatchingWindowInSeconds"] >= 1
+        # sender_max_concurrency (the tests' 6): a burst opens at most that many SMTP sessions per queue
+        assert props["ScalingConfig"] == {"MaximumConcurrency": synth.context["sender_max_concurrency"]}
         sources.add(props["EventSourceArn"]["Fn::GetAtt"][0])
     assert sources == set(_work_queues(synth))

@@ -22,10 +22,12 @@ def test_cdk_json_names_only_known_settings_or_cdk_feature_flags() -> None:
     assert not unknown
 
 
-def test_defaults_are_one_nat_x86_and_a_one_minute_report_schedule() -> None:
+def test_defaults_are_one_nat_gateway_arm64_and_a_one_minute_report_schedule() -> None:
     settings = Settings()
+    assert settings.nat == "gateway" and settings.in_vpc
     assert settings.nat_gateways == 1
-    assert settings.architecture == "x86_64"
+    assert settings.architecture == "arm64"
+    assert settings.sender_max_concurrency == 10
     assert settings.report_schedule == "rate(1 minute)"
     assert settings.sender_reserved_concurrency is None
     assert settings.alarm_email is None
@@ -46,6 +48,9 @@ def test_cli_strings_are_coerced() -> None:
     [
         ("nat_gateways", 0),
         ("nat_gateways", 3),
+        ("nat", "natgw"),
+        ("sender_max_concurrency", 1),
+        ("sender_max_concurrency", 1001),
         ("architecture", "sparc"),
         ("report_schedule", "every minute"),
         ("report_schedule", "rate(5 minute)"),
@@ -73,5 +78,5 @@ def test_visibility_timeout_follows_the_sender_timeout() -> None:
 
 
 def test_default_layer_directory_is_per_architecture() -> None:
-    assert Settings.parse({"architecture": "arm64"}).resolved_layer_dir().name == "layer-arm64"
-    assert Settings().resolved_layer_dir().parts[-2:] == ("build", "layer-x86_64")
+    assert Settings.parse({"architecture": "x86_64"}).resolved_layer_dir().name == "layer-x86_64"
+    assert Settings().resolved_layer_dir().parts[-2:] == ("build", "layer-arm64")

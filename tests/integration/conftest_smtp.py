@@ -44,14 +44,20 @@ def distrust_smtp_certs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def smtp_sink_factory(smtp_certs: CertAuthority) -> Iterator[SinkFactory]:
-    """``make(mode="plain", **SmtpSink kwargs) -> started SmtpSink``; every sink is stopped at teardown."""
+def smtp_sink_factory(smtp_certs: CertAuthority, monkeypatch: pytest.MonkeyPatch) -> Iterator[SinkFactory]:
+    """``make(mode="plain", **SmtpSink kwargs) -> started SmtpSink``; every sink is stopped at teardown.
+    An implicit-TLS sink's (ephemeral) port is added to GMP_SMTP_IMPLICIT_TLS_PORTS, as 465 is by default,
+    so that ``use_tls`` true means implicit TLS towards it (the rule by port, mailproxy/logic/smtp)."""
     sinks: list[SmtpSink] = []
+    implicit_ports: list[str] = []
 
     def make(mode: Mode = "plain", **kwargs: Any) -> SmtpSink:
         kwargs.setdefault("certs", smtp_certs)
         sink = SmtpSink(mode, **kwargs).start()
         sinks.append(sink)
+        if mode == "implicit_tls":
+            implicit_ports.append(str(sink.port))
+            monkeypatch.setenv("GMP_SMTP_IMPLICIT_TLS_PORTS", ",".join(["465", *implicit_ports]))
         return sink
 
     yield make

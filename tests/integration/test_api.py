@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -146,6 +147,7 @@ def test_add_messages_queues_good_and_rejects_bad_ones_alone(api: TestClient, se
 def test_a_known_id_is_not_queued_twice(api: TestClient, services: Services) -> None:
     api.post("/account", headers=AUTH, json=account_payload())
     first = api.post("/commands/add-messages", headers=AUTH, json={"messages": [message_payload("same")]}).json()
+    services.messages.claim("default", "same", now=int(time.time()), lease_seconds=60)  # taken: not replaceable
     again = api.post(
         "/commands/add-messages",
         headers=AUTH,
@@ -274,14 +276,15 @@ def test_run_now_sweeps_due_messages_and_triggers_a_report(
     assert [e.message_id for e in received(services, services.queues.bulk_url)] == ["soon"]
 
 
-def test_metrics_are_prometheus_text_from_stored_state(api: TestClient) -> None:
+def test_metrics_are_prometheus_text_of_the_originals_series(api: TestClient) -> None:
     api.post("/account", headers=AUTH, json=account_payload())
     api.post("/commands/add-messages", headers=AUTH, json={"messages": [message_payload("a"), message_payload("b")]})
     answer = api.get("/metrics", headers=AUTH)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'gmp_messages{tenant="default",account="smtp-main",status="queued"} 2' in answer.text
-    assert "# TYPE gmp_messages gauge" in answer.text
+    labels = 'tenant_id="default",tenant_name="default",account_id="smtp-main",account_name="smtp-main"'
+    assert f"gmp_sent_total{{{labels}}} 0" in answer.text
+    assert "# TYPE gmp_pending_messages gauge\ngmp_pending_messages 2\n" in answer.text
 
 
 def test_openapi_is_served_at_docs(api: TestClient) -> None:

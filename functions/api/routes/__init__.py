@@ -1,7 +1,16 @@
-"""The API's routes, one router per area; `ROUTERS` in the order the OpenAPI document (docs/api.md) lists them."""
+"""The API's routes, one router per area; `ROUTERS` in the order the OpenAPI document (docs/api.md) lists them.
+`upstream` (the February-2026 `/{entity}/{method}` surface) comes last: its catch-alls must not shadow a route."""
 
 from __future__ import annotations
 
-from functions.api.routes import accounts, campaigns, messages, status, tenants
+from functions.api.routes import accounts, audit, campaigns, messages, status, tenants, upstream
 
-ROUTERS = (status.router, accounts.router, messages.router, campaigns.router, tenants.router)
+ROUTERS = (
+    status.router,
+    accounts.router,
+    messages.router,
+    campaigns.router,
+    tenants.router,
+    audit.router,
+    upstream.router,
+)

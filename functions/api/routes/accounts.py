@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from fastapi import APIRouter
 
-from functions.api.dependencies import Caller, ServicesDep, TenantQuery
+from functions.api.dependencies import Caller, ServicesDep, TenantQuery, tenant_of_call
 from mailproxy.config import Settings
 from mailproxy.crypto import DecryptionError
 from mailproxy.logic import policy
@@ -32,14 +32,14 @@ def put_account(account: AccountIn, caller: Caller, services: ServicesDep) -> Ac
 def delete_account(
     account_id: str, caller: Caller, services: ServicesDep, tenant_id: TenantQuery = None
 ) -> AccountDeleted:
-    if not services.accounts.delete(caller.scope(tenant_id), account_id):
+    if not services.accounts.delete(tenant_of_call(caller, tenant_id, None), account_id):
         raise policy.NotFound(f"account {account_id!r} not found")
     return AccountDeleted(id=account_id)
 
 
 @router.get("/accounts")
 def list_accounts(caller: Caller, services: ServicesDep, tenant_id: TenantQuery = None) -> AccountsPage:
-    items = services.accounts.list(caller.scope(tenant_id))
+    items = services.accounts.list(tenant_of_call(caller, tenant_id, None))
     return AccountsPage(accounts=[AccountView.from_record(item) for item in items])
 
 
@@ -69,9 +69,7 @@ def _stored_account(services: Services, tenant_id: str, account_id: str) -> Smtp
     stored = services.accounts.get(tenant_id, account_id)
     if stored is None:
         raise policy.NotFound(f"account {account_id!r} not found")
-    return SmtpAccount.of(
-        stored, services.accounts.password(stored), max_timeout=services.settings.max_account_timeout
-    )
+    return SmtpAccount.of(stored, services.accounts.password(stored), max_timeout=services.settings.max_account_timeout)
 
 
 def _ad_hoc_account(request: SmtpProbeRequest, settings: Settings) -> SmtpAccount:

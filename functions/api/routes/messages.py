@@ -11,6 +11,7 @@ from functions.api.dependencies import Caller, ReportTrigger, ServicesDep, Tenan
 from mailproxy.dal.throttle import claim_slot
 from mailproxy.logic import policy
 from mailproxy.logic.ingest import add_messages
+from mailproxy.logic.reports import request_sync
 from mailproxy.logic.sweep import sweep_due
 from mailproxy.models import (
     ACTIVE_STATUSES,
@@ -39,8 +40,10 @@ def post_messages(request: AddMessagesRequest, caller: Caller, services: Service
 def run_now(
     caller: Caller, services: ServicesDep, trigger_report: ReportTrigger, request: TenantScoped | None = None
 ) -> RunNowResult:
-    if request is not None:
-        caller.scope_of(request)
+    named = request.tenant_id if request is not None else None
+    if named is not None or not caller.is_admin:  # a tenant's run-now is for its own tenant
+        # Before the throttle: a throttled call's tenant is still synced, by the next scheduled run.
+        request_sync(services, caller.scope(named), time.time())
     interval = services.settings.run_now_min_interval
     # One trigger per interval for the whole deployment (a conditional write, so across instances);
     # a throttled call still answers ok, as drop-in clients expect.

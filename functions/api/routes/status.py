@@ -17,7 +17,7 @@ router = APIRouter(tags=["status"])
 T = TypeVar("T")
 
 
-def _reached(check: Callable[[], T]) -> tuple[str, T | None]:
+def reached(check: Callable[[], T]) -> tuple[str, T | None]:
     """("ok", what `check` returned), or ("unavailable: <error>", None) when AWS does not answer."""
     try:
         return "ok", check()
@@ -36,8 +36,8 @@ def health() -> HealthReport:
     responses={503: {"model": StatusReport, "description": "a dependency does not answer"}},
 )
 def status(caller: Caller, services: ServicesDep) -> JSONResponse:
-    dynamodb, _ = _reached(services.messages.ping)
-    sqs, depth = _reached(services.queues.depth)
+    dynamodb, _ = reached(services.messages.ping)
+    sqs, depth = reached(services.queues.depth)
     dependencies = {"dynamodb": dynamodb, "sqs": sqs}
     ok = all(state == "ok" for state in dependencies.values())
     report = StatusReport(ok=ok, mode=services.settings.mode, dependencies=dependencies, queues=depth or {})
@@ -47,5 +47,5 @@ def status(caller: Caller, services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(caller: Caller, services: ServicesDep) -> PlainTextResponse:
     caller.require_admin()
-    text = metrics_text.render(services.queries.status_counts(), services.queues.depth())
+    text = metrics_text.render(metrics_text.snapshot(services))
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

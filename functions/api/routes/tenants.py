@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from functions.api.dependencies import Caller, ServicesDep
 from mailproxy.dal.records import StoredTenant
 from mailproxy.logic import campaigns, policy
-from mailproxy.models import TenantId, TenantIn
+from mailproxy.models import ApiKeyRequest, TenantId, TenantIn
 from mailproxy.services import Services
 from mailproxy.views import (
     ApiKeyIssued,
@@ -78,11 +78,15 @@ def delete_tenant(tenant_id: TenantId, caller: Caller, services: ServicesDep) ->
 
 
 @router.post("/tenant/{tenant_id}/api-key")
-def new_api_key(tenant_id: TenantId, caller: Caller, services: ServicesDep) -> ApiKeyIssued:
-    key = services.tenants.new_api_key(caller.scope(tenant_id))
+def new_api_key(
+    tenant_id: TenantId, caller: Caller, services: ServicesDep, options: ApiKeyRequest | None = None
+) -> ApiKeyIssued:
+    """A new key replacing the tenant's old one, shown once; with `expires_at` it is refused (401) after it."""
+    expires_at = options.expires_at if options is not None else None
+    key = services.tenants.new_api_key(caller.scope(tenant_id), expires_at=expires_at)
     if key is None:
         raise _not_found(tenant_id)
-    return ApiKeyIssued(tenant_id=tenant_id, api_key=key)
+    return ApiKeyIssued(tenant_id=tenant_id, api_key=key, expires_at=expires_at)
 
 
 @router.post("/tenant/{tenant_id}/signing-secret")

@@ -1,8 +1,10 @@
 """SMTP delivery with ``smtplib``: one connection per account per batch, with a clear outcome per message.
 
-* ``use_tls=True``  -> implicit TLS from the first byte (port 465 style).
+* ``use_tls=True`` on port 465 (or a port GMP_SMTP_IMPLICIT_TLS_PORTS names) -> implicit TLS from the
+  first byte; on any other port -> STARTTLS, required: a server that does not offer it is an ``error``.
 * ``use_tls=False`` -> plain connect, EHLO, then STARTTLS whenever the server offers it, EHLO again.
   Once STARTTLS is offered it must succeed: there is no fallback to plain text.
+* ``use_tls=None`` -> the port decides: implicit TLS on 465, else as ``False`` (``transport.tls_mode``).
 * Certificates are verified against the system store (``ssl.create_default_context()``, one per trust
   store that ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name at connect time), with the host name checked.
 * AUTH only when user and password are both set, and only over an encrypted connection, except

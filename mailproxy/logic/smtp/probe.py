@@ -11,8 +11,8 @@ def probe(account: SmtpAccount, addresses: Addresses | None = None) -> list[tupl
     """For `gmp test-smtp`: connect, EHLO, STARTTLS (if applicable), AUTH — no mail sent.
 
     Returns the steps as (name, ok, detail); the steps stop at the first failure. Step names:
-    ``connect`` (includes the implicit TLS handshake), ``ehlo``, ``starttls`` (only when
-    ``use_tls`` is false), ``auth``.
+    ``connect`` (includes the implicit TLS handshake), ``ehlo``, ``starttls`` (unless implicit TLS:
+    the same rule by port as the sender, ``transport.tls_mode``), ``auth``.
     """
     steps: list[tuple[str, bool, str]] = []
 

@@ -27,7 +27,7 @@ from mailproxy.logic.smtp.errors import (
     scrub,
 )
 from mailproxy.logic.smtp.message import Prepared, serialize
-from mailproxy.logic.smtp.transport import Addresses, Client, Connection, SmtpAccount, tls_context
+from mailproxy.logic.smtp.transport import Addresses, Client, Connection, SmtpAccount, TlsMode, tls_context
 
 StepCallback = Callable[[str, bool, str], None]  # step name, ok, detail: the probe's report
 
@@ -63,14 +63,19 @@ def connect(
 ) -> Connection:
     """Connect, EHLO, STARTTLS when offered, AUTH when configured, all before `deadline`. Raises Failure."""
     where = f"{account.host}:{account.port}"
+    try:
+        mode = account.tls_mode
+    except ValueError as exc:  # a bad GMP_SMTP_IMPLICIT_TLS_PORTS: a configuration fault, retried once fixed
+        step("connect", False, str(exc))
+        raise fail(Outcome.DEFERRED, None, str(exc)) from None
     smtp = Client(
         account.host,
-        tls_context=tls_context() if account.use_tls else None,
+        tls_context=tls_context() if mode is TlsMode.IMPLICIT else None,
         timeout=account.timeout if deadline is None else max(0.1, min(account.timeout, deadline - time.monotonic())),
         addresses=addresses,
     )
     smtp.deadline = deadline
-    handshake = _Handshake(account, smtp, step, where)
+    handshake = _Handshake(account, mode, smtp, step, where)
     try:
         handshake.run()
     except Failure as failure:
@@ -98,18 +103,19 @@ def connect(
 class _Handshake:
     """The steps before a transaction, in order; `current` names the step under way (for a failure's text)."""
 
-    def __init__(self, account: SmtpAccount, smtp: Client, step: StepCallback, where: str) -> None:
+    def __init__(self, account: SmtpAccount, mode: TlsMode, smtp: Client, step: StepCallback, where: str) -> None:
         self.account = account
+        self.mode = mode
         self.smtp = smtp
         self.step = step
         self.where = where
         self.current = "connect"
-        self.encrypted = account.use_tls
+        self.encrypted = mode is TlsMode.IMPLICIT
 
     def run(self) -> None:
         self._greeting()
         self._ehlo()
-        if not self.account.use_tls:
+        if self.mode is not TlsMode.IMPLICIT:
             self._starttls()
         self._auth()
 
@@ -119,7 +125,7 @@ class _Handshake:
         if code != 220:
             detail = f"server refused the connection: {reply_text(code, banner)} ({self.where})"
             raise fail(failure_outcome(code), code, detail)
-        mode = "implicit TLS" if self.account.use_tls else "plain"
+        mode = "implicit TLS" if self.mode is TlsMode.IMPLICIT else "plain"
         self.step("connect", True, f"connected to {self.where} ({mode}): {reply_text(code, banner)}")
 
     def _ehlo(self) -> None:
@@ -128,9 +134,18 @@ class _Handshake:
         self.step("ehlo", True, f"extensions: {', '.join(sorted(self.smtp.esmtp_features)) or '(none)'}")
 
     def _starttls(self) -> None:
-        """STARTTLS whenever the server offers it, and then it must succeed: no fallback to plain text."""
+        """STARTTLS whenever the server offers it, and then it must succeed: no fallback to plain text.
+        With `use_tls` true (off the implicit-TLS port) a server that does not offer it is a permanent
+        failure: the account asked for encryption, and retrying will not make the server offer it."""
         self.current = "starttls"
         if not self.smtp.has_extn("starttls"):
+            if self.mode is TlsMode.STARTTLS_REQUIRED:
+                raise fail(
+                    Outcome.ERROR,
+                    None,
+                    f"STARTTLS required (use_tls is true on port {self.account.port}) but the server does not"
+                    f" offer it ({self.where})",
+                )
             clear_auth_refused = self.account.wants_auth and not is_loopback_host(self.account.host)
             self.step(
                 "starttls", not clear_auth_refused, "server does not offer STARTTLS; the connection is not encrypted"

@@ -11,13 +11,14 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from typing_extensions import Buffer
 
 from mailproxy.dal.records import StoredAccount
 from mailproxy.logic.smtp.errors import DeadlinePassed, ReplyTooLong
-from mailproxy.models import DEFAULT_SMTP_TIMEOUT
+from mailproxy.models import DEFAULT_SMTP_TIMEOUT, IMPLICIT_TLS_PORT
 
 Addresses = Callable[[str, int], list[tuple[Any, ...]]]  # host, port -> getaddrinfo entries to connect to
 
@@ -25,6 +26,40 @@ MAX_LINE = 8192  # smtplib's own limit on one reply line (RFC 5321 says 512)
 MAX_REPLY_LINES = 100  # a real EHLO answer has ~15; an endless `250-` reply must not hold the sender
 MAX_REPLY_BYTES = 65_536
 QUIT_TIMEOUT = 5.0  # cap on the polite QUIT when closing, whatever the account's timeout
+IMPLICIT_TLS_PORTS_VARIABLE = "GMP_SMTP_IMPLICIT_TLS_PORTS"
+DEFAULT_IMPLICIT_TLS_PORTS = frozenset({IMPLICIT_TLS_PORT})
+
+
+class TlsMode(Enum):
+    IMPLICIT = "implicit TLS"
+    STARTTLS_REQUIRED = "STARTTLS required"
+    STARTTLS_WHEN_OFFERED = "STARTTLS when offered"
+
+
+def tls_mode(use_tls: bool | None, port: int, implicit_ports: frozenset[int] = DEFAULT_IMPLICIT_TLS_PORTS) -> TlsMode:
+    """The original's rule by port (UPSTREAM-API.md §6), with the seed's `false`: true on an implicit-TLS
+    port (465) is TLS from the first byte, true elsewhere is STARTTLS that must succeed; false is STARTTLS
+    whenever the server offers it; null lets the port decide (implicit on 465, else as false)."""
+    if use_tls is None:
+        use_tls = port in implicit_ports
+    if not use_tls:
+        return TlsMode.STARTTLS_WHEN_OFFERED
+    return TlsMode.IMPLICIT if port in implicit_ports else TlsMode.STARTTLS_REQUIRED
+
+
+def implicit_tls_ports() -> frozenset[int]:
+    """Ports where `use_tls` true means implicit TLS: 465, or the list GMP_SMTP_IMPLICIT_TLS_PORTS names
+    (comma-separated; for a provider with implicit TLS on another port). Read at each connection."""
+    raw = os.environ.get(IMPLICIT_TLS_PORTS_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_IMPLICIT_TLS_PORTS
+    ports = set()
+    for entry in raw.split(","):
+        entry = entry.strip()
+        if not entry.isdigit() or not 0 < int(entry) < 65536:
+            raise ValueError(f"{IMPLICIT_TLS_PORTS_VARIABLE}: {entry!r} is not a port number")
+        ports.add(int(entry))
+    return frozenset(ports)
 
 
 @dataclass(frozen=True)
@@ -33,7 +68,7 @@ class SmtpAccount:
     port: int
     user: str | None
     password: str | None = field(repr=False)
-    use_tls: bool
+    use_tls: bool | None
     timeout: float = DEFAULT_SMTP_TIMEOUT
 
     @classmethod
@@ -48,6 +83,10 @@ class SmtpAccount:
             use_tls=stored.use_tls,
             timeout=min(stored.timeout, max_timeout),
         )
+
+    @property
+    def tls_mode(self) -> TlsMode:
+        return tls_mode(self.use_tls, self.port, implicit_tls_ports())
 
     @property
     def wants_auth(self) -> bool:
