@@ -221,7 +221,10 @@ def _smtp_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
         "or --password-stdin)",
     )
     parser.add_argument(
-        "--use-tls", action="store_true", default=None, help="implicit TLS (port 465); default: STARTTLS when offered"
+        "--use-tls",
+        action="store_true",
+        default=None,
+        help="TLS required: implicit on port 465, STARTTLS on any other; default: STARTTLS when offered",
     )
     parser.add_argument("--smtp-timeout", type=float, help="SMTP timeout in seconds (default 30)")
 
@@ -370,7 +373,7 @@ def _accounts_table(accounts: Iterable[Account]) -> Table:
             _text(account.host),
             _text(account.port),
             _text(account.user),
-            _text("implicit TLS" if account.use_tls else "STARTTLS"),
+            _text(_tls_label(account.use_tls, account.port)),
             _text(account.password),
             _text(limits),
         )
@@ -645,7 +648,7 @@ def cmd_test_smtp(args: argparse.Namespace, out: Console, err: Console) -> int:
         target = f"account {args.account_id}"
     else:
         request = _server_check(args)
-        mode = "implicit TLS" if request.get("use_tls") else "STARTTLS when offered"
+        mode = _tls_label(request.get("use_tls"), request["port"])
         target = f"{request['host']}:{request['port']} ({mode})"
     if args.tenant:
         request["tenant_id"] = args.tenant
@@ -724,3 +727,10 @@ def cmd_metrics(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 if __name__ == "__main__":  # python -m mailproxy_client.cli
     sys.exit(main())
+
+
+def _tls_label(use_tls: bool | None, port: int) -> str:
+    """What the proxy does with `use_tls` on this port (the original's rule: implicit TLS on 465 only)."""
+    if use_tls and port == 465:
+        return "implicit TLS"
+    return "STARTTLS required" if use_tls else "STARTTLS when offered"
