@@ -252,7 +252,8 @@ def test_run_now_and_metrics(proxy: MailProxyClient, smtp_sink_factory: SinkFact
     assert answer["ok"] is True
     assert isinstance(answer["enqueued"], int)
     text = proxy.metrics()
-    assert 'account="acct-metrics",status="sent"} 1' in text
+    sent = [line for line in text.splitlines() if line.startswith("gmp_sent_total{")]
+    assert any('account_id="acct-metrics"' in line and line.endswith(" 1") for line in sent), sent
     assert "# TYPE" in text
 
 
