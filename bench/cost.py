@@ -6,6 +6,7 @@ verify them before relying on the result (docs/cost.md says the same).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ PRICES: dict[str, float] = {
     "xray_trace": 5.00 / MILLION,
     "nat_gateway_hour": 0.045,
     "nat_gateway_gb": 0.045,
+    "public_ipv4_hour": 0.005,  # every public IPv4 address, Elastic IPs included (since February 2024)
+    "t4g_nano_hour": 0.0042,  # the NAT instance of `nat: instance`
+    "ebs_gp3_gb_month": 0.08,
     "internet_egress_gb": 0.09,  # first 10 TB a month
     "secret_month": 0.40,
     "kms_key_month": 1.00,
@@ -54,6 +58,7 @@ LAMBDA_PLATFORM_LOG_BYTES = 400  # START, END and REPORT lines Lambda writes per
 XRAY_SAMPLED = 0.05  # default sampling rule: 1 request a second, then 5 %
 HTTP_OVERHEAD_BYTES = 1024  # headers and TLS framing per AWS call (estimate, see lifecycle.py)
 MONTH_HOURS = 730
+NAT_INSTANCE_ROOT_GB = 8  # Amazon Linux 2023's AMI root volume
 
 
 def cdk_context() -> dict[str, Any]:
@@ -62,7 +67,13 @@ def cdk_context() -> dict[str, Any]:
 
 
 def _lambda_gb_second(context: dict[str, Any]) -> float:
-    return PRICES[f"lambda_gb_second_{context.get('architecture', 'x86_64')}"]
+    return PRICES[f"lambda_gb_second_{context.get('architecture', 'arm64')}"]  # stacks/settings.py's default
+
+
+def memory_mb(function: str, context: dict[str, Any]) -> int:
+    """A function's memory as deployed: the stream reporter has the reporter's (stacks/stream_reporter.py)."""
+    key = "reporter" if function == "stream_reporter" else function
+    return int(context[f"{key}_memory_mb"])
 
 
 def per_million(
@@ -77,11 +88,7 @@ def per_million(
     context = context or cdk_context()
     m = scenario["per_message"]
     functions = scenario["functions"]
-    memory_gb = {
-        "api": context["api_memory_mb"] / 1024,
-        "sender": context["sender_memory_mb"] / 1024,
-        "reporter": context["reporter_memory_mb"] / 1024,
-    }
+    memory_gb = {name: memory_mb(name, context) / 1024 for name in functions}
     invocations = sum(f["invocations_per_message"] for f in functions.values())
     gb_seconds = sum(
         memory_gb[name] * (f["ms_per_message"] + (extra_ms or {}).get(name, 0.0)) / 1000
@@ -131,29 +138,52 @@ def latency_model(scenario: dict[str, Any]) -> dict[str, float]:
     """Extra milliseconds per message per function if AWS calls and SMTP took real network time:
     8 ms per DynamoDB/SQS/KMS call, 20 ms per S3 call, 60 ms per message to a real SMTP server (MAIL, RCPT,
     DATA, end of data at ~15 ms each) and 150 ms per SMTP connection (TCP, TLS, EHLO, AUTH)."""
-    extra = {"api": 0.0, "sender": 0.0, "reporter": 0.0}
+    extra = {name: 0.0 for name in scenario["functions"]}
     phase_function = {"ingest": "api", "send": "sender", "report": "reporter"}
     for row in scenario["operations"]:
         if row["actor"] != "function" or row["phase"] not in phase_function:
             continue
         per_call = 20.0 if row["service"] == "s3" else 8.0
         extra[phase_function[row["phase"]]] += row["calls_per_message"] * per_call
-    extra["sender"] += 60.0 + 150.0 * scenario["per_message"]["kms_decrypts"]  # one connection per batch
+    connections_per_message = scenario["sender_batches"] / scenario["scenario"]["messages"]  # one per batch
+    extra["sender"] += 60.0 + 150.0 * connections_per_message
     extra["sender"] += 8.0 * scenario["per_message"]["kms_decrypts"]  # the KMS Decrypt itself
     return extra
 
 
+def nat_monthly(nat: str, count: int) -> float:
+    """Hours of the NAT of each `nat` option (stacks/settings.py), with the fixed public IPv4 address of each
+    NAT; `none` has neither (the sender runs outside the VPC)."""
+    if nat == "none":
+        return 0.0
+    if nat == "instance":
+        hourly = PRICES["t4g_nano_hour"] + PRICES["public_ipv4_hour"]
+        return count * (hourly * MONTH_HOURS + PRICES["ebs_gp3_gb_month"] * NAT_INSTANCE_ROOT_GB)
+    return count * (PRICES["nat_gateway_hour"] + PRICES["public_ipv4_hour"]) * MONTH_HOURS
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def fixed_monthly(context: dict[str, Any] | None = None) -> dict[str, float]:
-    """What the deployment costs a month with no mail at all (estimates, see docs/cost.md)."""
+    """What the deployment costs a month with no mail at all, at cdk.json's `nat` option and architecture
+    (estimates, see docs/cost.md; bench/idle.py prices each `nat` option from the synthesized template)."""
     context = context or cdk_context()
-    nat = int(context.get("nat_gateways", 1))
     schedule_runs = 30 * 24 * 60  # rate(1 minute)
-    idle_receives = 2 * 5 * 30 * 24 * 3600 / 20  # 2 queues x 5 pollers x one 20 s long poll at a time
+    # Lambda's SQS event source mapping long-polls each queue with 5 pollers, one 20 s receive at a time;
+    # the jobs queue (bulk tenant operations) is one more when its worker exists. DynamoDB Streams reads by
+    # an event source mapping are free.
+    queues = 3 if _has_module("functions.jobs.handler") else 2
+    idle_receives = queues * 5 * 30 * 24 * 3600 / 20
     return {
-        "nat_gateway_hours": PRICES["nat_gateway_hour"] * MONTH_HOURS * nat,
+        "nat": nat_monthly(str(context.get("nat", "gateway")), int(context.get("nat_gateways", 1))),
         "sqs_idle_polling_by_lambda": PRICES["sqs_request"] * idle_receives,
         "reporter_schedule": schedule_runs
-        * (PRICES["lambda_request"] + 0.05 * context["reporter_memory_mb"] / 1024 * PRICES["lambda_gb_second_x86_64"]),
+        * (PRICES["lambda_request"] + 0.05 * context["reporter_memory_mb"] / 1024 * _lambda_gb_second(context)),
         "secrets_manager": 2 * PRICES["secret_month"],
         "kms_key": PRICES["kms_key_month"],
         "custom_metrics": 10 * PRICES["custom_metric_month"],

@@ -14,22 +14,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.cost import MONTH_HOURS, PRICES_CHECKED, cdk_context
+from bench.cost import MONTH_HOURS, NAT_INSTANCE_ROOT_GB, PRICES, PRICES_CHECKED, cdk_context
 
 NAT_OPTIONS = ("gateway", "instance", "none")
 
 # Dollars an hour or a month per resource of the template (us-east-1, PRICES_CHECKED).
 IDLE_PRICES: dict[str, float] = {
-    "nat_gateway_hour": 0.045,
-    "public_ipv4_hour": 0.005,  # every public IPv4 address, Elastic IPs included (since February 2024)
-    "t4g_nano_hour": 0.0042,
-    "ebs_gp3_gb_month": 0.08,
-    "kms_key_month": 1.00,
-    "secret_month": 0.40,
-    "alarm_month": 0.10,  # standard-resolution metric alarm
-    "dashboard_month": 3.00,
+    name: PRICES[name]
+    for name in (
+        *("nat_gateway_hour", "public_ipv4_hour", "t4g_nano_hour", "ebs_gp3_gb_month"),
+        *("kms_key_month", "secret_month", "alarm_month", "dashboard_month"),
+    )
 }
-NAT_INSTANCE_ROOT_GB = 8  # Amazon Linux 2023's AMI root volume
 
 
 def synthesize(nat: str, workdir: Path) -> dict[str, Any]:

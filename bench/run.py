@@ -3,6 +3,7 @@
     python -m bench.run            # the full run (a few minutes)
     python -m bench.run --quick    # small N everywhere, for a smoke run
     python -m bench.run --sections pipeline,requests   # some sections only
+    python -m bench.run --sections stack --sizes 500,2000,10000   # `make bench-10k`
 
 Progress goes to stderr; the table to stdout.
 """
@@ -22,10 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.coldstart import TARGETS_SECONDS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 SECTIONS = ("pipeline", "stack", "requests", "coldstart", "idle")
 ORIGINAL_E2E_MSG_PER_S = 84.0  # the original service, same machine (/work/shared/NOTES.md)
+E2E_SIZES = (500, 2000)  # issue 16's N (10,000 is its own target: `make bench-10k`)
+QUICK_E2E_SIZES = (100,)
+E2E_RATIO_TARGET = 0.08  # of raw smtplib in the same run (issue 16; the original: 0.068 at 500)
+SLOWDOWN_TARGET = 0.8  # the rate at the largest N within 20 % of the rate at 500
+REPORT_LATENCY_P95_TARGET_S = 5.0  # "reports within seconds of the outcome" (issue 16), read as 5 s at p95
 
 
 def _git() -> dict[str, Any]:
@@ -51,12 +59,19 @@ def _section(name: str, results: dict[str, Any], function: Callable[[], Any]) ->
     results.setdefault("seconds", {})[name] = round(time.perf_counter() - started, 1)
 
 
-def run_all(quick: bool, sections: list[str], messages: int | None, e2e_messages: int | None) -> dict[str, Any]:
+def run_all(
+    quick: bool,
+    sections: list[str],
+    messages: int | None,
+    sizes: tuple[int, ...] | None,
+    latency_messages: int | None,
+) -> dict[str, Any]:
     from bench import coldstart, cost, idle, lifecycle, pipeline, stack
     from bench.common import load_average
 
     n_pipeline = messages or (300 if quick else 2000)
-    n_stack = e2e_messages or (200 if quick else 1000)
+    e2e_sizes = sizes or (QUICK_E2E_SIZES if quick else E2E_SIZES)
+    n_latency = latency_messages or (20 if quick else 200)
     results: dict[str, Any] = {
         "meta": {
             "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -73,8 +88,11 @@ def run_all(quick: bool, sections: list[str], messages: int | None, e2e_messages
     if "requests" in sections:
         _section("requests", results, lambda: lifecycle.run(scale=0.2 if quick else 1.0))
     if "stack" in sections:
-        _section("stack_ingestion", results, lambda: stack.ingestion(n_stack))
-        _section("e2e", results, lambda: [stack.end_to_end(n_stack, senders) for senders in (2, 1)])
+        _section("stack_ingestion", results, lambda: stack.ingestion(max(e2e_sizes)))
+        _section("e2e", results, lambda: [stack.end_to_end(n) for n in e2e_sizes])
+        _section("report_latency", results, lambda: stack.report_latency(n_latency))
+        if isinstance(results["e2e"], list):
+            results["e2e_scaling"] = stack.scaling(results["e2e"])
     if "coldstart" in sections:
         _section("coldstart", results, lambda: coldstart.measure(runs=3 if quick else 5))
     if "idle" in sections:  # offline syntheses of each `nat` option: no AWS needed
@@ -92,8 +110,9 @@ def _costs(requests: dict[str, Any], cost: Any) -> dict[str, Any]:
     return {
         "prices_checked": cost.PRICES_CHECKED,
         "prices": cost.PRICES,
-        "memory_mb": {k: context[f"{k}_memory_mb"] for k in ("api", "sender", "reporter")},
+        "memory_mb": {name: cost.memory_mb(name, context) for name in next(iter(requests.values()))["functions"]},
         "architecture": context.get("architecture"),
+        "nat": context.get("nat"),
         "scenarios": {name: cost.per_million(scenario, context=context) for name, scenario in requests.items()},
         "with_network_latency": {
             name: cost.per_million(scenario, extra_ms=cost.latency_model(scenario), context=context)
@@ -158,7 +177,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         at_most=True,
         unit="$",
     )
-    for name, limit in (("api", 0.5), ("sender", 0.3), ("reporter", 0.3)):
+    for name, limit in TARGETS_SECONDS.items():
+        if name in (_get(results, "coldstart", "missing") or []):
+            continue
         check(
             f"import {name} handler <= {limit} s",
             _get(results, "coldstart", "aws", "modules", name, "import_s_median"),
@@ -166,7 +187,31 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             at_most=True,
             unit="s",
         )
-    e2e = _get(results, "e2e", 0)
+    found = results.get("e2e")
+    runs: list[dict[str, Any]] = found if isinstance(found, list) else []
+    for run in runs:
+        delivered = run["received"] == run["messages"]
+        check(
+            f"local end to end / raw smtplib >= {E2E_RATIO_TARGET} at N = {run['messages']:,}, all delivered",
+            run["ratio"] if delivered else 0.0,
+            E2E_RATIO_TARGET,
+            at_most=False,
+        )
+    scale = results.get("e2e_scaling")
+    check(
+        f"rate at N = {scale['to']:,} / rate at N = {scale['from']:,} >= {SLOWDOWN_TARGET}" if scale else "no slowdown",
+        scale["relative_rate"] if scale else None,
+        SLOWDOWN_TARGET,
+        at_most=False,
+    )
+    check(
+        f"report latency p95 <= {REPORT_LATENCY_P95_TARGET_S:.0f} s (outcome to client 2xx)",
+        _get(results, "report_latency", "p95_s"),
+        REPORT_LATENCY_P95_TARGET_S,
+        at_most=True,
+        unit="s",
+    )
+    e2e = runs[0] if runs else None
     delivered_all = e2e is not None and e2e.get("received") == e2e.get("messages")
     check(
         "(NOTES) local stack end to end >= original 84 msg/s, all delivered",
@@ -216,11 +261,11 @@ def _header(table: _Table, meta: dict[str, Any]) -> None:
 
 def _pipeline(table: _Table, results: dict[str, Any]) -> None:
     p = results.get("pipeline", {})
+    if not p:
+        return
     table.title("SMTP pipeline (moto in process, one account, batches of 10, plain aiosmtpd sink in process)")
     if "failed" in p:
         table.row("FAILED", "", p["failed"])
-        return
-    if not p:
         return
     ours = p["ours"]
     table.row("messages", _f(p["messages"]), f"{p['body_bytes']} B bodies")
@@ -248,7 +293,11 @@ def _pipeline(table: _Table, results: dict[str, Any]) -> None:
         f"= {p['connections_per_batch']:.2f}",
     )
     table.row("ingestion before the clock (ASGI app), msg/s", _f(p["ingest"]["msg_per_s"]), "batches of 100")
-    table.row("reporter (moto, local endpoint), msg/s", _f(p["report"]["msg_per_s"]), "batches of 100")
+    table.row(
+        "reports (moto, local endpoint), msg/s",
+        _f(p["report"]["msg_per_s"]),
+        f"stream batches {p['report'].get('stream_batches', 0)}, scheduled runs {p['report']['runs']}",
+    )
 
 
 def _ingestion(table: _Table, results: dict[str, Any]) -> None:
@@ -273,14 +322,43 @@ def _end_to_end(table: _Table, results: dict[str, Any]) -> None:
     for run in e2e if isinstance(e2e, list) else []:
         status = ", ".join(f"{k} {v}" for k, v in sorted(run["statuses"].items()))
         table.row(
-            f"{run['senders']} sender(s): {run['received']}/{run['messages']} delivered",
-            f"{run['wall_seconds']:.1f} s",
-            f"{run['msg_per_s']:.1f} msg/s; {status}",
+            f"N = {run['messages']:,}, {run['senders']} senders: {run['received']:,} delivered",
+            f"{run['msg_per_s']:.1f} msg/s",
+            f"{run['wall_seconds']:.1f} s; {status}",
+        )
+        table.row(
+            "  raw smtplib, same messages, same sink",
+            f"{run['raw_msg_per_s']:,.0f} msg/s",
+            f"ratio ours / raw {run['ratio']:.3f} (target >= {E2E_RATIO_TARGET})",
         )
         for reason, count in run.get("errors", {}).items():
             table.row("", "", f"error x{count}: {reason}")
+    scale = results.get("e2e_scaling")
+    if scale:
+        table.row(
+            f"rate at N = {scale['to']:,} / rate at N = {scale['from']:,}",
+            f"{scale['relative_rate']:.2f}",
+            f"no slowdown: >= {SLOWDOWN_TARGET}",
+        )
     if e2e:
         table.row("original service, same machine (NOTES.md)", _f(ORIGINAL_E2E_MSG_PER_S), "msg/s (500 messages)")
+
+
+def _report_latency(table: _Table, results: dict[str, Any]) -> None:
+    latency = results.get("report_latency")
+    if not latency:
+        return
+    table.title("Report latency on the local stack: outcome (SMTP sink receipt) -> client endpoint 2xx")
+    if "failed" in latency:
+        table.row("FAILED", "", latency["failed"])
+        return
+    table.row(
+        f"{latency['reported']}/{latency['messages']} reported, {latency['senders']} senders",
+        "",
+        f"posted {latency['batch']} at a time; {latency['report_posts']} report POSTs",
+    )
+    for key, label in (("p50_s", "p50"), ("p95_s", "p95"), ("max_s", "max")):
+        table.row(label, f"{_f(latency[key], 2)} s", "")
 
 
 _REQUEST_LINES = (  # (label, key in per_message, digits)
@@ -301,11 +379,11 @@ _REQUEST_LINES = (  # (label, key in per_message, digits)
 
 def _requests(table: _Table, results: dict[str, Any]) -> None:
     r = results.get("requests", {})
+    if not r:
+        return
     table.title("AWS requests per message, whole life (ingest via API, send, report)")
     if "failed" in r:
         table.row("FAILED", "", r["failed"])
-        return
-    if not r:
         return
     names = list(r)
     table.columns("per message", [f"{n:>11}" for n in names])
@@ -334,11 +412,11 @@ _COST_TOTALS = (
 
 def _cost(table: _Table, results: dict[str, Any]) -> None:
     c = results.get("cost", {})
+    if not c:
+        return
     table.title(f"Dollars per million messages (us-east-1 on-demand, prices checked {c.get('prices_checked', '-')})")
     if "failed" in c:
         table.row("FAILED", "", c["failed"])
-        return
-    if not c:
         return
     scenarios = c["scenarios"]
     names = list(scenarios)
@@ -354,8 +432,9 @@ def _cost(table: _Table, results: dict[str, Any]) -> None:
         [f"{c['with_network_latency'][n]['total_besides_nat']:>11.2f}" for n in names],
     )
     fixed = c["fixed_monthly"]
-    table.row("fixed a month, no mail: NAT gateway hours", f"${fixed['nat_gateway_hours']:.2f}", "")
-    table.row("fixed a month: everything else", f"${sum(fixed.values()) - fixed['nat_gateway_hours']:.2f}", "")
+    nat = f"nat={c.get('nat', '-')}, {c.get('architecture', '-')}"
+    table.row("fixed a month, no mail: NAT hours + its IPv4", f"${fixed['nat']:.2f}", nat)
+    table.row("fixed a month: everything else", f"${sum(fixed.values()) - fixed['nat']:.2f}", "")
     hosted = ", ".join(f"{k.split(' (')[0]} ${v['per_million']:,.0f}" for k, v in c["hosted_per_million"].items())
     table.row("hosted sending APIs, list price per million", "", hosted)
 
@@ -378,11 +457,11 @@ def _idle(table: _Table, results: dict[str, Any]) -> None:
 
 def _coldstart(table: _Table, results: dict[str, Any]) -> None:
     cs = results.get("coldstart", {})
+    if not cs:
+        return
     table.title("Cold start: handler import time in a fresh interpreter (median)")
     if "failed" in cs:
         table.row("FAILED", "", cs["failed"])
-        return
-    if not cs:
         return
     for name, module in cs["aws"]["modules"].items():
         local = cs.get("local", {}).get("modules", {}).get(name, {})
@@ -392,6 +471,8 @@ def _coldstart(table: _Table, results: dict[str, Any]) -> None:
             f"GMP_MODE=aws; local mode {local.get('import_s_median', 0):.3f} s; "
             f"wall - empty {module['wall_minus_empty_s_median']:.3f} s",
         )
+    for name in cs.get("missing", []):
+        table.row(f"{name}: no handler module in this tree", "skipped", "")
 
 
 def _targets(table: _Table, results: dict[str, Any]) -> None:
@@ -402,7 +483,17 @@ def _targets(table: _Table, results: dict[str, Any]) -> None:
         table.lines.append(f"  [{t['status']:<4}] {t['target']:<64} {shown:>10}")
 
 
-_SECTIONS_RENDERED = (_pipeline, _ingestion, _end_to_end, _requests, _cost, _idle, _coldstart, _targets)
+_SECTIONS_RENDERED = (
+    _pipeline,
+    _ingestion,
+    _end_to_end,
+    _report_latency,
+    _requests,
+    _cost,
+    _idle,
+    _coldstart,
+    _targets,
+)
 
 
 def render(results: dict[str, Any]) -> str:
@@ -414,12 +505,28 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(table.lines)
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(sorted(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes: comma-separated counts of messages, not {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("--sizes: at least one count, each >= 1")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small N everywhere (smoke run)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--messages", type=int, help="messages for the SMTP pipeline (default 2000; quick 300)")
-    parser.add_argument("--e2e-messages", type=int, help="messages for the local stack (default 1000; quick 200)")
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        help=f"N of the local stack's end-to-end runs, comma-separated (default {','.join(map(str, E2E_SIZES))}; "
+        f"quick {','.join(map(str, QUICK_E2E_SIZES))})",
+    )
+    parser.add_argument("--latency-messages", type=int, help="messages of the report latency (default 200; quick 20)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -427,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     warnings.filterwarnings("ignore")
-    results = run_all(args.quick, sections, args.messages, args.e2e_messages)
+    results = run_all(args.quick, sections, args.messages, args.sizes, args.latency_messages)
     args.output.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(render(results))
     print(f"results written to {args.output}", file=sys.stderr)

@@ -14,6 +14,13 @@ METRICS_NAMESPACE = "GenroMailProxy"
 MIN_AWS_TOKEN_LENGTH = 32
 SENDER_SAFETY_SECONDS = 5  # what a record needs besides its SMTP transaction: the claim and the outcome writes
 LEASE_MARGIN_SECONDS = 30
+# Index shards (mailproxy/dal/keys.py): the counts a deployment starts with, which are also the least it may
+# set (a count may only grow); ~1,000 writes/s per index partition.
+DUE_SHARDS = 4
+REPORT_SHARDS = 4
+TENANT_INDEX_SHARDS = 8  # >= 5,000 messages/s of one tenant, with headroom
+MAX_SHARDS = 256
+JOB_RUN_MARGIN_SECONDS = 15  # a jobs-worker run stops paging this long before its function's timeout
 
 
 class ConfigError(RuntimeError):
@@ -94,6 +101,39 @@ class Settings(BaseSettings):
     enqueue_grace: int = Field(default=900, ge=60, description="seconds before the sweep re-enqueues a queued message")
     audit_retention_days: int = Field(
         default=90, ge=1, le=3650, description="days an audit (command-log) entry is kept before its TTL removes it"
+    )
+    # Index shard counts (mailproxy/dal/keys.py): readers query shards 0..count-1, so a count may only grow;
+    # the minimum is the count every deployment started with.
+    due_shards: int = Field(
+        default=DUE_SHARDS, ge=DUE_SHARDS, le=MAX_SHARDS, description="partitions of the due index (sweep)"
+    )
+    report_shards: int = Field(
+        default=REPORT_SHARDS, ge=REPORT_SHARDS, le=MAX_SHARDS, description="partitions of each tenant's outbox"
+    )
+    tenant_index_shards: int = Field(
+        default=TENANT_INDEX_SHARDS,
+        ge=TENANT_INDEX_SHARDS,
+        le=MAX_SHARDS,
+        description="partitions of each tenant's by_tenant index (~1,000 writes/s each)",
+    )
+    jobs_queue_url: str | None = Field(default=None, description="SQS queue that carries bulk jobs' continuations")
+    job_inline_budget: float = Field(
+        default=5.0, gt=0, le=20, description="seconds a bulk operation runs inside its API call before it answers 202"
+    )
+
+    # Bounces and PEC receipts (docs/bounces.md).
+    bounce_return_path: str | None = Field(
+        default=None, description="envelope sender (MAIL FROM) of messages that set none, so bounces reach the mailbox"
+    )
+    correlation_secret: SecretStr | None = Field(
+        default=None, description="signs X-Genro-Mail-ID; default: derived from GMP_LOCAL_KEY (local mode)"
+    )
+    correlation_secret_arn: str | None = Field(
+        default=None, description="the Secrets Manager secret the stack generates for it (aws mode)"
+    )
+    imap_ca_file: str | None = Field(default=None, description="CA bundle for IMAPS; default: the system store")
+    pec_acceptance_timeout: int = Field(
+        default=1800, ge=60, le=7 * 86400, description="seconds a PEC message may wait for its acceptance receipt"
     )
 
     @property

@@ -28,6 +28,9 @@ PROTECTED_HEADERS = frozenset(
         "content-disposition",
         "return-path",
         "sender",
+        "list-unsubscribe",  # built from the message's `list_unsubscribe` (RFC 8058)
+        "list-unsubscribe-post",
+        "x-genro-mail-id",  # the signed correlation id of bounces and receipts
     }
 )
 

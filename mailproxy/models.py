@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import math
 import re
 import time
 from email.errors import HeaderParseError
@@ -49,6 +51,19 @@ MAX_HEADERS_TOTAL_BYTES = 32_768
 MAX_ID_BYTES = 512  # every key built from an id stays far below DynamoDB's 1,024-byte sort-key limit (docs/design.md)
 MAX_ACCOUNT_ID_BYTES = 256
 MAX_LIMIT = 1_000_000_000
+MAX_PER_SECOND = 10_000
+MAX_CONCURRENT = 100  # lease items tried in turn by each sender batch (dal/connections.py)
+# Set from the message's list_unsubscribe field, so a client's extra header may not set them.
+# A message's metadata and tags ride on its status item, so that every report entry echoes them without
+# reading the content: bounded so the item stays within one 1 KB write unit (docs/cost.md), hence 512 bytes
+# of metadata JSON rather than a larger budget.
+MAX_METADATA_KEYS = 20
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_BYTES = 512
+MAX_TAGS = 10
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_BYTES)] | int | float | bool
+MAX_KEEP_RAW_SECONDS = 7 * 86_400  # a debugging aid, not an archive: the contents' lifecycle removes it anyway
 MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01: beyond it a deferral is a mistake, and DynamoDB numbers stay exact
 
 
@@ -219,6 +234,10 @@ SmtpPort = Annotated[int, Field(ge=1, le=65535)]
 SmtpUser = Annotated[HeaderText, StringConstraints(max_length=320)]
 SmtpPassword = Annotated[SecretStr, Field(max_length=1024)]
 SmtpTimeout = Annotated[float, Field(ge=0.1, le=300)]
+# An IMAP mailbox (a PEC account's inbox, the deployment's bounce mailbox): the original's defaults.
+DEFAULT_IMAP_PORT = 993
+DEFAULT_IMAP_FOLDER = "INBOX"
+ImapFolder = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class AccountIn(BaseModel):
@@ -244,8 +263,40 @@ class AccountIn(BaseModel):
     limit_per_minute: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_per_hour: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     limit_per_day: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    limit_per_second: int | None = Field(
+        default=None, ge=1, le=MAX_PER_SECOND, description="a provider's send rate, e.g. SES SMTP's 14"
+    )
+    max_concurrent: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CONCURRENT,
+        description="SMTP connections open at once across all senders, e.g. Office 365's 3 per mailbox",
+    )
     limit_behavior: Literal["defer", "reject"] = "defer"
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
+    suppression: bool = Field(
+        default=True, description="false: the tenant's suppression list is not applied to this account's mail"
+    )
+    is_pec_account: bool = Field(default=False, description="Italian certified mail: its inbox is read for receipts")
+    sandbox: bool = Field(
+        default=False,
+        description="true: messages are built and validated as for delivery, recorded `sent` with `sandbox: true`, "
+        "and sent nowhere; their MIME is kept for GET /messages/{id}/raw",
+    )
+    keep_raw_seconds: int | None = Field(
+        default=None, ge=60, le=MAX_KEEP_RAW_SECONDS, description="keep the MIME of real sends this long, for /raw"
+    )
+    imap_host: SmtpHost | None = Field(default=None, description="the PEC inbox; required with is_pec_account")
+    imap_port: SmtpPort = DEFAULT_IMAP_PORT
+    imap_user: SmtpUser | None = Field(default=None, description="absent: the SMTP user")
+    imap_password: SmtpPassword | None = Field(default=None, description="absent: the SMTP password")
+    imap_folder: ImapFolder = DEFAULT_IMAP_FOLDER
+
+    @model_validator(mode="after")
+    def _pec_inbox(self) -> AccountIn:
+        if self.is_pec_account and self.imap_host is None:
+            raise ValueError("imap_host: required when is_pec_account is true")
+        return self
 
     @field_validator("use_tls", mode="before")
     @classmethod
@@ -281,6 +332,23 @@ class AttachmentAuth(BaseModel):
 
 
 FetchMode = Literal["base64", "http_url", "endpoint", "s3"]
+# A Content-ID is a msg-id (RFC 2392): dot-atom text, optionally @ a domain, in <> or bare.
+CONTENT_ID_PATTERN = r"^<?[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+(@[A-Za-z0-9.-]+)?>?$"
+
+
+class ListUnsubscribeIn(BaseModel):
+    """Where a recipient unsubscribes: List-Unsubscribe (RFC 2369), one-click with a url (RFC 8058)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, StringConstraints(pattern=r"^https://[^\s<>,]+$", max_length=2048)] | None = None
+    mailto: Address | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ListUnsubscribeIn:
+        if self.url is None and self.mailto is None:
+            raise ValueError("list_unsubscribe: give a url (https) or a mailto address")
+        return self
 
 
 class AttachmentIn(BaseModel):
@@ -300,6 +368,16 @@ class AttachmentIn(BaseModel):
     fetch_mode: FetchMode | None = None
     content_md5: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{32}$")] | None = None
     auth: AttachmentAuth | None = None
+    content_id: Annotated[str, StringConstraints(pattern=CONTENT_ID_PATTERN, max_length=250)] | None = Field(
+        default=None, description="with disposition `inline`: the html references the image as `cid:<content_id>`"
+    )
+    disposition: Literal["attachment", "inline"] = "attachment"
+
+    @model_validator(mode="after")
+    def _inline_needs_content_id(self) -> AttachmentIn:
+        if (self.disposition == "inline") != (self.content_id is not None):
+            raise ValueError("content_id: required with disposition inline, and only with it")
+        return self
 
     @model_validator(mode="after")
     def _source(self) -> AttachmentIn:
@@ -375,8 +453,19 @@ class MessageIn(BaseModel):
     subject: Annotated[HeaderText, StringConstraints(max_length=MAX_SUBJECT_LENGTH)] = ""
     body: str = ""
     content_type: Literal["plain", "html"] = "plain"
+    html: str | None = Field(default=None, description="the html alternative of `body` (multipart/alternative)")
     headers: dict[str, HeaderText] = Field(default_factory=dict, max_length=MAX_HEADERS)
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
+    list_unsubscribe: ListUnsubscribeIn | None = None
+    metadata: dict[str, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=MAX_METADATA_KEYS,
+        description=f"echoed in every report entry; keys of at most {MAX_METADATA_KEY_LENGTH} characters, "
+        f"at most {MAX_METADATA_BYTES} bytes as JSON",
+    )
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="echoed in reports; GET /messages?tag="
+    )
     priority: PriorityField = Priority.MEDIUM
     deferred_ts: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP)
     batch_code: Annotated[HeaderText, StringConstraints(max_length=64)] | None = None
@@ -384,11 +473,11 @@ class MessageIn(BaseModel):
         Annotated[HeaderText, StringConstraints(max_length=250, pattern=r"^<?[^<>\s@]+@[^<>\s@]+>?$")] | None
     ) = Field(default=None, description="your own Message-ID header; one is generated when absent")
 
-    @field_validator("body")
+    @field_validator("body", "html")
     @classmethod
-    def _body_size(cls, value: str) -> str:
-        if len(value.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
-            raise ValueError(f"body larger than {MAX_BODY_BYTES} bytes")
+    def _body_size(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and len(value.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+            raise ValueError(f"{info.field_name} larger than {MAX_BODY_BYTES} bytes")
         return value
 
     @field_validator("headers")
@@ -402,13 +491,36 @@ class MessageIn(BaseModel):
         check_headers_size(value)
         return value
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not key or len(key) > MAX_METADATA_KEY_LENGTH:
+                raise ValueError(f"metadata: key {key[:50]!r} is not 1 to {MAX_METADATA_KEY_LENGTH} characters")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in value.values()):
+            raise ValueError("metadata: numbers must be finite")
+        if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata: larger than {MAX_METADATA_BYTES} bytes as JSON")
+        return value
+
+    @model_validator(mode="after")
+    def _inline_attachments(self) -> MessageIn:
+        content_ids = [a.content_id.strip("<>") for a in self.attachments if a.content_id is not None]
+        if len(set(content_ids)) != len(content_ids):
+            raise ValueError("attachments: content_id must be unique within the message")
+        if content_ids and self.html is None and self.content_type != "html":
+            raise ValueError("attachments: inline (content_id) attachments need an html body")
+        return self
+
     @model_validator(mode="after")
     def _total_size(self) -> MessageIn:
-        total = len(self.body.encode("utf-8", "surrogatepass")) + sum(
-            len(a.content or "") * 3 // 4 for a in self.attachments
+        total = (
+            len(self.body.encode("utf-8", "surrogatepass"))
+            + len((self.html or "").encode("utf-8", "surrogatepass"))
+            + sum(len(a.content or "") * 3 // 4 for a in self.attachments)
         )
         if total > MAX_INLINE_MESSAGE_BYTES:
-            raise ValueError(f"message larger than {MAX_INLINE_MESSAGE_BYTES} bytes (body + inline attachments)")
+            raise ValueError(f"message larger than {MAX_INLINE_MESSAGE_BYTES} bytes (body + html + inline attachments)")
         return self
 
     def content(self) -> dict[str, Any]:
@@ -424,8 +536,10 @@ class MessageIn(BaseModel):
                 "subject",
                 "body",
                 "content_type",
+                "html",
                 "headers",
                 "attachments",
+                "list_unsubscribe",
             }
         )
 
@@ -475,6 +589,9 @@ class MessageView(BaseModel):
     deferred_reason: str | None = None
     reported_ts: int | None = None
     suspended: bool = False
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    sandbox: bool = False
     history: list[HistoryEvent] | None = None
 
 
@@ -556,11 +673,15 @@ class DeliveryReportItem(BaseModel):
     error: str | None
     deferred_ts: int | None
     deferred_reason: str | None = None
+    metadata: dict[str, Any] | None = None  # the message's own, echoed; absent when it has none
+    tags: list[str] | None = None
+    sandbox: bool | None = None  # true: a sandbox account's message, delivered to nobody
 
     def wire(self) -> dict[str, Any]:
         data = self.model_dump()
-        if data["deferred_reason"] is None:
-            del data["deferred_reason"]
+        for optional in ("deferred_reason", "metadata", "tags", "sandbox"):
+            if not data[optional]:
+                del data[optional]
         return data
 
 
@@ -640,6 +761,9 @@ class TenantIn(BaseModel):
     large_file_config: LargeFileConfig | None = Field(
         default=None, description='large-file offloading (docs/tenants.md, "Large attachments"); null: off'
     )
+    suppression: bool = Field(
+        default=True, description="false: the tenant's suppression list is not applied to any of its mail"
+    )
 
 
 def _in_the_future(value: int) -> int:
@@ -662,9 +786,53 @@ class CommandLogPurgeRequest(BaseModel):
     threshold_ts: int = Field(ge=0, le=MAX_TIMESTAMP, description="unix seconds: entries before it are deleted")
 
 
+class SuppressionReason(StrEnum):
+    """Why an address is on a tenant's suppression list."""
+
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    MANUAL = "manual"
+
+
+MAX_SUPPRESSIONS_PER_REQUEST = 1000
+
+
+class SuppressionsAddRequest(TenantScoped):
+    """`POST /suppressions`: addresses the tenant's mail must no longer go to."""
+
+    addresses: list[Address] = Field(min_length=1, max_length=MAX_SUPPRESSIONS_PER_REQUEST)
+    reason: SuppressionReason = SuppressionReason.MANUAL
+
+
+class BounceConfigIn(BaseModel):
+    """`POST /instance/set_bounce_config`: the deployment's bounce mailbox (UPSTREAM-API.md §5). A field left
+    out or null keeps its stored value (or its default, the first time)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    enabled: bool | None = None
+    imap_host: SmtpHost | None = None
+    imap_port: SmtpPort | None = Field(default=None, description=f"default {DEFAULT_IMAP_PORT}")
+    imap_user: SmtpUser | None = None
+    imap_password: SmtpPassword | None = Field(default=None, description="write-only: never shown again")
+    imap_folder: ImapFolder | None = Field(default=None, description=f"default {DEFAULT_IMAP_FOLDER}")
+    imap_ssl: bool | None = Field(default=None, description="default true: IMAPS")
+    poll_interval: int | None = Field(default=None, ge=10, le=86400, description="seconds; default 60")
+    return_path: Address | None = Field(
+        default=None, description="the envelope sender of messages that set none, so that bounces come here"
+    )
+
+
 # -- the February-2026 surface (functions/api/routes/upstream.py, UPSTREAM-API.md §2) -----------------------
 # Its POST bodies: a JSON object keyed by the original method's parameter names, always required (`{}` when
 # every parameter is optional); a parameter without a default there is required here too.
+
+
+class UpstreamNoParameters(BaseModel):
+    """A method without parameters: the body `{}` (anything in it is ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class UpstreamTenantBody(BaseModel):
@@ -690,6 +858,7 @@ class UpstreamTenantUpdate(UpstreamTenantBody):
     client_auth: ClientAuth | None = None
     active: bool | None = None
     large_file_config: LargeFileConfig | None = None
+    suppression: bool | None = None
 
 
 class UpstreamApiKeyBody(ApiKeyRequest):
@@ -707,6 +876,13 @@ class UpstreamAccountIn(AccountIn):
         default=True,
         description="absent: true (implicit TLS on 465, STARTTLS required elsewhere); null: the port decides",
     )
+
+
+class UpstreamPecAccountIn(UpstreamAccountIn):
+    """`accounts/add_pec`: `accounts/add` with the PEC inbox, `imap_host` required; always a PEC account."""
+
+    imap_host: SmtpHost
+    is_pec_account: Literal[True] = True
 
 
 class UpstreamAccountRef(UpstreamTenantBody):

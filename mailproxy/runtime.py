@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from mailproxy.config import check_aws_token, settings
+from mailproxy.config import Settings, check_aws_token, settings
+from mailproxy.logic.bounces import correlation
 from mailproxy.services import Services
 
 
@@ -20,6 +21,15 @@ def get_secret(name: str, **options: Any) -> Any:
     from aws_lambda_powertools.utilities import parameters
 
     return parameters.get_secret(name, **options)
+
+
+def correlation_key(configured: Settings) -> bytes:
+    """The key of X-Genro-Mail-ID and unsubscribe links: from the secret the stack generates
+    (GMP_CORRELATION_SECRET_ARN, read once an hour per container), else `correlation.deployment_key`
+    (GMP_CORRELATION_SECRET, or the local key in local mode)."""
+    if configured.correlation_secret is None and configured.correlation_secret_arn:
+        return correlation.correlation_key(str(get_secret(configured.correlation_secret_arn, max_age=3600)))
+    return correlation.deployment_key(configured)
 
 
 def api_token() -> str:

@@ -14,14 +14,19 @@ from mailproxy.config import ConfigError, Settings
 from mailproxy.crypto import KmsSecretBox, LocalSecretBox, SecretBox
 from mailproxy.dal.accounts import AccountStore
 from mailproxy.dal.audit import AuditLog
+from mailproxy.dal.bounce_config import BounceConfigStore
+from mailproxy.dal.connections import ConnectionSlots
 from mailproxy.dal.contents import ContentStore
 from mailproxy.dal.counters import MetricCounters
 from mailproxy.dal.due import DueIndex
+from mailproxy.dal.jobs import JobQueue, JobStore
+from mailproxy.dal.mailbox_state import MailboxStateStore
 from mailproxy.dal.message_queries import MessageQueries
 from mailproxy.dal.messages import MessageStore
 from mailproxy.dal.outbox import ReportOutbox
 from mailproxy.dal.queues import DeliveryQueues
 from mailproxy.dal.ratelimits import RateLimiter
+from mailproxy.dal.suppressions import SuppressionStore
 from mailproxy.dal.suspensions import SuspensionStore
 from mailproxy.dal.sync_state import SyncStateStore
 from mailproxy.dal.tenants import TenantStore
@@ -52,11 +57,17 @@ class Services:
     accounts: AccountStore
     queues: DeliveryQueues
     rate_limits: RateLimiter
+    connections: ConnectionSlots
     tenants: TenantStore
     suspensions: SuspensionStore
+    suppressions: SuppressionStore
+    bounce_config: BounceConfigStore
+    mailbox_state: MailboxStateStore
     audit: AuditLog
     counters: MetricCounters
     sync_state: SyncStateStore
+    jobs: JobStore
+    job_queue: JobQueue
     secret_box: Callable[[], SecretBox]
 
     @classmethod
@@ -84,11 +95,17 @@ class Services:
             accounts=AccountStore(dynamodb, settings.config_table, secret_box),
             queues=DeliveryQueues(sqs, settings.urgent_queue_url, settings.bulk_queue_url),
             rate_limits=RateLimiter(dynamodb, settings.config_table),
+            connections=ConnectionSlots(dynamodb, settings.config_table),
             tenants=TenantStore(dynamodb, settings.config_table, secret_box),
             suspensions=SuspensionStore(dynamodb, settings.config_table),
+            suppressions=SuppressionStore(dynamodb, settings.config_table),
+            bounce_config=BounceConfigStore(dynamodb, settings.config_table, secret_box),
+            mailbox_state=MailboxStateStore(dynamodb, settings.config_table),
             audit=AuditLog(dynamodb, settings.config_table, settings.audit_retention_days),
             counters=MetricCounters(dynamodb, settings.config_table),
             sync_state=SyncStateStore(dynamodb, settings.config_table),
+            jobs=JobStore(dynamodb, settings.config_table),
+            job_queue=JobQueue(sqs, settings.jobs_queue_url),
             secret_box=secret_box,
         )
 

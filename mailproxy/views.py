@@ -8,8 +8,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from mailproxy.dal.audit import AuditEntry
-from mailproxy.dal.records import StoredAccount, StoredTenant
-from mailproxy.models import HistoryEvent, LargeFileConfig, MessageStatus, MessageView
+from mailproxy.dal.records import (
+    DEFAULT_BOUNCE_POLL_INTERVAL,
+    StoredAccount,
+    StoredBounceConfig,
+    StoredSuppression,
+    StoredTenant,
+)
+from mailproxy.models import (
+    DEFAULT_IMAP_FOLDER,
+    DEFAULT_IMAP_PORT,
+    HistoryEvent,
+    LargeFileConfig,
+    MessageStatus,
+    MessageView,
+)
 
 MASK = "***"
 SHOWN_ONCE = "shown once; store it now"
@@ -45,14 +58,31 @@ class AccountView(BaseModel):
     limit_per_minute: int | None = None
     limit_per_hour: int | None = None
     limit_per_day: int | None = None
+    limit_per_second: int | None = None
+    max_concurrent: int | None = None
     limit_behavior: str = "defer"
     batch_size: int | None = None
+    suppression: bool = Field(default=True, description="the tenant's suppression list applies to its mail")
+    is_pec_account: bool = False
+    sandbox: bool = Field(default=False, description="messages are built and recorded, sent nowhere")
+    keep_raw_seconds: int | None = None
+    imap_host: str | None = None
+    imap_port: int = DEFAULT_IMAP_PORT
+    imap_user: str | None = Field(default=None, description="null: the SMTP user")
+    imap_password: str | None = Field(
+        default=None, description="'***' when an inbox password of its own is stored; null: the SMTP password"
+    )
+    imap_folder: str = DEFAULT_IMAP_FOLDER
 
     @classmethod
     def from_record(cls, stored: StoredAccount) -> AccountView:
-        """A stored account, the password masked."""
-        fields = stored.model_dump(include=set(cls.model_fields) - {"password"})
-        return cls(**fields, password=MASK if stored.password_enc is not None else None)
+        """A stored account, the passwords masked."""
+        fields = stored.model_dump(include=set(cls.model_fields) - {"password", "imap_password"})
+        return cls(
+            **fields,
+            password=MASK if stored.password_enc is not None else None,
+            imap_password=MASK if stored.imap_password_enc is not None else None,
+        )
 
 
 class AccountSaved(Answer):
@@ -131,18 +161,49 @@ class DeleteMessagesResult(Answer):
     not_removed: list[NotRemoved]
 
 
-class CleanupResult(Answer):
+class RanAsJob(Answer):
+    job_id: str | None = Field(
+        default=None, description="the job that walked the tenant's messages (GET /jobs/{job_id})"
+    )
+
+
+class JobAccepted(BaseModel):
+    """202: the operation goes on in the background; GET /jobs/{job_id} tells its progress."""
+
+    job_id: str
+    status: str
+    processed: int = Field(description="messages looked at so far")
+
+
+class JobView(BaseModel):
+    id: str
+    tenant_id: str
+    kind: str
+    status: str = Field(description="queued, running or done")
+    parameters: dict[str, Any]
+    processed: int = Field(description="messages looked at so far")
+    affected: int = Field(description="messages held, released or removed so far")
+    result: dict[str, Any] = Field(description="once done: the counts the operation's own route answers")
+    created_ts: int
+    updated_ts: int
+
+
+class JobList(Answer):
+    jobs: list[JobView] = Field(description="newest first, per tenant")
+
+
+class CleanupResult(RanAsJob):
     removed: int
 
 
-class SuspendResult(Answer):
+class SuspendResult(RanAsJob):
     tenant_id: str
     batch_code: str | None
     suspended: int
     suspended_batches: list[str] = Field(description='the tenant\'s suspensions after the call; "*" = all its mail')
 
 
-class ActivateResult(Answer):
+class ActivateResult(RanAsJob):
     tenant_id: str
     batch_code: str | None
     activated: int
@@ -169,6 +230,7 @@ class TenantView(BaseModel):
     api_key_expires_at: int | None = Field(default=None, description="unix seconds; null: the key never expires")
     has_signing_secret: bool = False
     large_file_config: LargeFileConfig | None = Field(default=None, description="null: large-file offloading off")
+    suppression: bool = Field(default=True, description="the tenant's suppression list applies to its mail")
 
     @classmethod
     def from_record(cls, tenant: StoredTenant) -> TenantView:
@@ -191,6 +253,7 @@ class TenantView(BaseModel):
             api_key_expires_at=tenant.api_key_expires_at if tenant.api_key_hash is not None else None,
             has_signing_secret=tenant.signing_secret_enc is not None,
             large_file_config=tenant.large_file_config,
+            suppression=tenant.suppression,
         )
 
 
@@ -211,7 +274,7 @@ class TenantRemoval(BaseModel):
     messages: int = Field(description="unsent messages removed; sent history stays until its TTL")
 
 
-class TenantDeleted(Answer):
+class TenantDeleted(RanAsJob):
     id: str
     removed: TenantRemoval
 
@@ -231,6 +294,67 @@ class SigningSecretIssued(Answer):
 
 class TenantSecretRemoved(Answer):
     tenant_id: str
+
+
+# -- suppression list ----------------------------------------------------------------------------------
+
+
+class SuppressionView(BaseModel):
+    address: str
+    reason: str = Field(description="hard_bounce, complaint, unsubscribe or manual")
+    source_message_id: str | None = Field(default=None, description="the message whose bounce or complaint added it")
+    ts: int = Field(description="unix seconds it was (last) added")
+
+    @classmethod
+    def from_record(cls, stored: StoredSuppression) -> SuppressionView:
+        return cls.model_validate(stored.model_dump(include=set(cls.model_fields)))
+
+
+class SuppressionsPage(Answer):
+    tenant_id: str
+    suppressions: list[SuppressionView] = Field(description="in address order")
+    cursor: str | None = Field(description="pass as `cursor` to read the next page; null at the end")
+
+
+class SuppressionsAdded(Answer):
+    tenant_id: str
+    added: int = Field(description="distinct addresses put on the list (or refreshed)")
+
+
+class SuppressionRemoved(Answer):
+    tenant_id: str
+    address: str
+
+
+# -- bounce mailbox (the deployment's) -----------------------------------------------------------------
+
+
+class BounceConfigView(Answer):
+    """`instance/get_bounce_config`: the original's fields; the password only as `has_password`."""
+
+    enabled: bool = False
+    imap_host: str | None = None
+    imap_port: int = DEFAULT_IMAP_PORT
+    imap_user: str | None = None
+    has_password: bool = False
+    imap_folder: str = DEFAULT_IMAP_FOLDER
+    imap_ssl: bool = True
+    poll_interval: int = DEFAULT_BOUNCE_POLL_INTERVAL
+    return_path: str | None = None
+
+    @classmethod
+    def from_record(cls, stored: StoredBounceConfig) -> BounceConfigView:
+        fields = stored.model_dump(exclude={"imap_password_enc"})
+        return cls(**fields, has_password=stored.imap_password_enc is not None)
+
+
+class BounceConfigSaved(Answer):
+    message: str = "bounce configuration saved"
+
+
+class BounceReloaded(Answer):
+    enabled: bool
+    message: str
 
 
 # -- audit (command) log -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """`make run`: the whole proxy on one machine. A moto server stands in for DynamoDB, SQS and S3; the API
-runs under uvicorn; pollers drive the sender handler as SQS would; a timer runs the reporter handler."""
+runs under uvicorn; pollers drive the sender handler as SQS would and the stream reporter as the table's
+stream would; a timer runs the reporter handler."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from mailproxy.crypto import new_local_key
 from mailproxy.dal.schema import create_resources
 from mailproxy_local.lambda_context import LocalLambdaContext
 from mailproxy_local.poller import SqsPoller
+from mailproxy_local.stream_poller import StreamPoller
 
 LOCAL_REGION = "us-east-1"
+BOUNCE_SCHEDULE_SECONDS = 60  # the bouncer's schedule in AWS (stacks/bouncer.py)
 
 
 def free_port() -> int:
@@ -134,8 +137,11 @@ def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, s
 
     # Imported only now: the handlers read the environment prepared above, as a Lambda reads its own.
     from functions.api.app import ApiContext, create_app
+    from functions.bouncer import handler as bouncer
+    from functions.jobs import handler as jobs_worker
     from functions.reporter import handler as reporter
     from functions.sender import handler as sender
+    from functions.stream_reporter import handler as stream_reporter
     from mailproxy import runtime
     from mailproxy.observability import logger
 
@@ -157,7 +163,24 @@ def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, s
             except Exception:
                 logger.exception("reporter run failed")
 
-    threads = [threading.Thread(target=report_loop, name="reporter", daemon=True)]
+    def bounce_loop() -> None:
+        # As the 1-minute schedule in AWS: each mailbox's poll_interval decides whether a run reads it.
+        while not stop.wait(BOUNCE_SCHEDULE_SECONDS):
+            try:
+                bouncer.handler({"source": "local-timer"}, LocalLambdaContext("gmp-bouncer"))
+            except Exception:
+                logger.exception("bouncer run failed")
+
+    # Reports within seconds, as the stream's event source mapping drives the stream reporter in AWS. The
+    # table was created at start, so reading from its stream's start misses nothing.
+    streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint)
+    table = services.dynamodb.describe_table(TableName=settings.messages_table)["Table"]
+    stream = StreamPoller(streams, table["LatestStreamArn"], stream_reporter.handler, starting_position="TRIM_HORIZON")
+    threads = [
+        threading.Thread(target=report_loop, name="reporter", daemon=True),
+        threading.Thread(target=bounce_loop, name="bouncer", daemon=True),
+        threading.Thread(target=stream.run, args=(stop,), name="stream-reporter", daemon=True),
+    ]
     for n in range(senders):
         poller = SqsPoller(
             services.sqs,
@@ -167,6 +190,9 @@ def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, s
             function_timeout=settings.sender_timeout,
         )
         threads.append(threading.Thread(target=poller.run, args=(stop,), name=f"sender-{n}", daemon=True))
+    # Bulk jobs' continuations, as the jobs queue's event source mapping drives the jobs worker in AWS.
+    jobs_poller = SqsPoller(services.sqs, [settings.jobs_queue_url or ""], jobs_worker.handler, region=LOCAL_REGION)
+    threads.append(threading.Thread(target=jobs_poller.run, args=(stop,), name="jobs", daemon=True))
     for thread in threads:
         thread.start()
 

@@ -37,6 +37,25 @@ REASONS: list[tuple[str, str, str, str]] = [
     ),
     ("sender", "sqs:DeleteMessage", "*", f"the SQS event source mapping (records done): {_RUNTIME}"),
     (
+        "jobs",
+        "sqs:*",
+        "*",
+        "the jobs queue's event source mapping: the scenario's bulk calls finish within their API call, so no "
+        f"job continues on the queue (tests/integration/test_jobs.py); {_RUNTIME}",
+    ),
+    (
+        "jobs",
+        "s3:*",
+        "*/contents/*",
+        "the in-place copy of a large content a suspension holds or an activation releases: " + _SCENARIO,
+    ),
+    (
+        "stream_reporter",
+        "dynamodb:ListStreams",
+        "*",
+        f"the DynamoDB Stream event source mapping (finding the table's stream): {_RUNTIME}",
+    ),
+    (
         "*",
         "sqs:GetQueueUrl",
         "*",
@@ -59,6 +78,20 @@ REASONS: list[tuple[str, str, str, str]] = [
         "link; the scenario's tenant has none (tests/integration/test_large_files.py)",
     ),
     (
+        "sender",
+        "s3:PutObject",
+        "*/contents/raw/*",
+        "the raw MIME of a sandbox account's messages (or keep_raw_seconds), for GET /messages/{id}/raw; the "
+        "scenario's account is no sandbox",
+    ),
+    (
+        "api",
+        "secretsmanager:GetSecretValue",
+        "*Correlation*",
+        "the correlation key verifies one-click unsubscribe links (POST /unsubscribe/{token}); the scenario "
+        "follows none (tests/integration/test_unsubscribe.py)",
+    ),
+    (
         "*",
         "sqs:SendMessage",
         "*",
@@ -68,15 +101,15 @@ REASONS: list[tuple[str, str, str, str]] = [
         "*",
         "dynamodb:GetRecords",
         "*",
-        "part of CDK's grantReadData; the tables have no stream, so it grants "
-        "nothing (to drop with explicit table grants)",
+        "part of CDK's grantReadData, on a table's or an index's ARN: a stream's records are under "
+        "<table>/stream/<label>, which that ARN does not match, so it grants nothing",
     ),
     (
         "*",
         "dynamodb:GetShardIterator",
         "*",
-        "part of CDK's grantReadData; the tables have no stream, so it "
-        "grants nothing (to drop with explicit table grants)",
+        "part of CDK's grantReadData, on a table's or an index's ARN: a stream's shards are under "
+        "<table>/stream/<label>, which that ARN does not match, so it grants nothing",
     ),
     (
         "*",
@@ -120,8 +153,21 @@ REASONS: list[tuple[str, str, str, str]] = [
         "*",
         "part of CDK's grantRead; Powertools' get_secret calls GetSecretValue only",
     ),
-    ("reporter", "secretsmanager:GetSecretValue", "*", "the client-sync credentials (read at most every 5 min)"),
-    ("reporter", "kms:Decrypt", "*", "tenants' report credentials, encrypted at rest: " + _SCENARIO),
+    (
+        "reporter",
+        "secretsmanager:GetSecretValue",
+        "*",
+        "the client-sync credentials of the outbox's posts (read at most every 5 min): the stream reporter "
+        "delivered the scenario's reports, the outbox stayed empty",
+    ),
+    ("*reporter", "kms:Decrypt", "*", "tenants' report credentials, encrypted at rest: " + _SCENARIO),
+    (
+        "bouncer",
+        "kms:Decrypt",
+        "*",
+        "the IMAP passwords of the bounce and PEC mailboxes; the scenario configures none "
+        "(tests/integration, against a real Dovecot)",
+    ),
     ("sender", "kms:Decrypt", "*", "SMTP account passwords (decrypted once per container)"),
     (
         "api",

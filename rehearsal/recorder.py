@@ -92,6 +92,11 @@ def _table_arn(name: str, region: str, account: str) -> str:
 
 
 def _dynamodb_resources(params: dict[str, Any], parsed: dict[str, Any], region: str, account: str) -> tuple[str, ...]:
+    # DynamoDB Streams signs as dynamodb: a stream's ARN, or a shard iterator, which starts with that ARN.
+    if "StreamArn" in params:
+        return (str(params["StreamArn"]),)
+    if "ShardIterator" in params:
+        return (str(params["ShardIterator"]).split("|", 1)[0],)
     if "TableName" in params:
         table = _table_arn(params["TableName"], region, account)
         return (f"{table}/index/{params['IndexName']}",) if params.get("IndexName") else (table,)

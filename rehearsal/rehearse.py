@@ -21,6 +21,8 @@ from typing import Any
 
 import boto3
 
+from mailproxy.logic.stream_reports import STREAM_FILTER
+from mailproxy_local.stream_poller import StreamPoller
 from rehearsal.policy import Statement, decide, statements_of
 from rehearsal.reasons import reason_for
 from rehearsal.recorder import Call, Recorder
@@ -36,12 +38,19 @@ from rehearsal.runtime import (
 from rehearsal.template import FunctionSpec, StackTemplate, Unresolvable, label
 
 REGION = "eu-west-1"
-SCENARIO_FUNCTIONS = ("api", "sender", "reporter")
+SCENARIO_FUNCTIONS = ("api", "sender", "stream_reporter", "reporter", "bouncer")
+# The functions that post delivery reports to the client (the report URL and the client-sync secret): a
+# "sent" report reaches the client from the stream reporter, the scheduled reporter posts the outbox.
+REPORTING_FUNCTIONS = ("stream_reporter", "reporter")
 SECRET_HINTS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
 # Variables the rehearsal adds to the template's, because its SMTP server and report endpoint are on
 # loopback with a private CA (a real deployment talks to public hosts with public certificates).
 # No X-Ray daemon here, and an enabled X-Ray SDK would patch botocore for the whole process.
 XRAY_SWITCH = "AWS_XRAY_SDK_ENABLED"
+# botocore sends a call naming a stream ARN to the account's endpoint (<account>.streams-ddb...), which moto
+# in-process does not serve: the regional one it does.
+STREAMS_ENDPOINT = f"https://streams.dynamodb.{REGION}.amazonaws.com"
+STREAM_POLLS = 10  # reads of the stream per drain: the scenario's few records, or a failing batch's retries
 
 
 class RehearsalFailed(AssertionError):
@@ -299,17 +308,62 @@ class Scenario:
             return None
         rule_id, props = rules[0]
         rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{self.template.stack_name}-{rule_id}"[:128]
-        answer = run.container.invoke(scheduled_event(rule_arn=rule_arn, region=REGION, account=ACCOUNT_ID))
+        try:
+            answer = run.container.invoke(scheduled_event(rule_arn=rule_arn, region=REGION, account=ACCOUNT_ID))
+        except Exception as exc:  # as Lambda would: the run fails, the next schedule comes anyway
+            self.fail(f"{name}: the scheduled run raised {type(exc).__name__}: {exc}")
+            return None
         self.step(f"{name} <- scheduled event ({props.get('ScheduleExpression')}): {json.dumps(answer)[:160]}")
         if not (isinstance(answer, dict) and answer.get("ok")):
             self.fail(f"{name}: the scheduled run did not answer ok: {answer!r}{self._log(name)}")
         return answer
 
-    def play(self, esm_clients: dict[str, Any]) -> None:
-        """One account, two messages (one small, one stored in S3) through SMTP, their reports to the endpoint."""
+    def stream_event_source(self, name: str, streams: Any) -> StreamPoller | None:
+        """Lambda's DynamoDB Stream event source mapping of the function, under its role: its stream, starting
+        position and batch size from the template, its filter the code's (checked equal), created before the
+        first write as the deployed mapping is."""
+        run = self.run_fn(name)
+        found = [s for s in self.template.event_sources_of(run.spec.logical_id) if _is_stream_source(s)]
+        if not found:
+            self.fail(f"{name}: the template gives it no DynamoDB Stream event source")
+            return None
+        (source,) = found
+        patterns = [json.loads(f["Pattern"]) for f in source.get("FilterCriteria", {}).get("Filters", [])]
+        if patterns != [STREAM_FILTER]:
+            self.fail(f"{name}: the template's stream filter {patterns} is not the code's STREAM_FILTER")
+        container = run.container
+
+        def invoke(event: dict[str, Any], _: Any) -> dict[str, Any]:
+            answer: dict[str, Any] = container.invoke(event)
+            failures = answer.get("batchItemFailures", []) if isinstance(answer, dict) else []
+            self.step(f"{name} <- stream batch of {len(event['Records'])}: {len(failures)} failed")
+            if failures:
+                self.fail(f"{name}: {len(failures)} of {len(event['Records'])} records failed{self._log(name)}")
+            return answer
+
+        return StreamPoller(
+            streams,
+            self.deployment.references.resolve(source["EventSourceArn"]),
+            invoke,
+            starting_position=str(source.get("StartingPosition", "LATEST")),
+            batch_size=int(source.get("BatchSize", 100)),
+            function_timeout=run.spec.timeout,
+        )
+
+    def drain_stream(self, name: str, poller: StreamPoller) -> None:
+        """Everything the stream holds so far through the function (a failing batch is retried a few times
+        only: its failure is already a finding)."""
+        read = poller.drain(max_polls=STREAM_POLLS)
+        self.step(f"{name} <- DynamoDB stream: {read} record(s) read, {poller.batches} batch(es) passed the filter")
+
+    def play(self, esm_sessions: dict[str, Any]) -> None:
+        """One account, two messages (one small, one stored in S3) through SMTP, their 'sent' reports to the
+        endpoint from the messages table's stream; then the scheduled reporter and the bouncer on schedule."""
         report_token = self._set_tokens()
         if report_token is None:
             return
+        streams = esm_sessions["stream_reporter"].client("dynamodbstreams", endpoint_url=STREAMS_ENDPOINT)
+        stream = self.stream_event_source("stream_reporter", streams)
         self.api("GET", "/status")
         user, password = self.sink.auth
         self.api(
@@ -325,20 +379,24 @@ class Scenario:
             },
         )
         big_body = self._add_messages()
-        self.event_source_mapping("sender", esm_clients["sender"])
+        self.event_source_mapping("sender", esm_sessions["sender"].client("sqs"))
         self._check_delivered(big_body, user)
+        if stream is not None:
+            self.drain_stream("stream_reporter", stream)
+        self._check_reports(report_token)
         self.api("GET", "/messages")
         self.api("POST", "/commands/run-now")
         self.scheduled("reporter")
-        self._check_reports(report_token)
+        self.scheduled("bouncer")
         listed = self.api("GET", "/messages")
         states = {m.get("id"): m.get("status") for m in listed.get("messages", [])}
         self.step(f"api GET /messages: {states}")
         self.api("DELETE", "/account/rehearsal")
 
     def _set_tokens(self) -> str | None:
-        """Read the API token from the api's secret and write the report token into the reporter's (the
-        operator's step after deploy, docs/deploy.md); the report token, or None without an API token."""
+        """Read the API token from the api's secret and write the report token into the reporting functions'
+        client-sync secret (the operator's step after deploy, docs/deploy.md); the report token, or None
+        without an API token."""
         api_run = self.run_fn("api")
         token_secret = next((v for v in api_run.declared.values() if v.startswith("arn:aws:secretsmanager:")), None)
         if token_secret is None:
@@ -348,12 +406,16 @@ class Scenario:
             "SecretString"
         ]
         report_token = secrets.token_hex(16)
-        reporter_run = self.run_fn("reporter")
-        for value in reporter_run.declared.values():
-            if value.startswith("arn:aws:secretsmanager:"):
-                self.admin.client("secretsmanager", region_name=REGION).put_secret_value(
-                    SecretId=value, SecretString=json.dumps({"token": report_token})
-                )
+        client_sync_secrets = {
+            value
+            for name in REPORTING_FUNCTIONS
+            for value in self.run_fn(name).declared.values()
+            if value.startswith("arn:aws:secretsmanager:")
+        }
+        for secret_arn in sorted(client_sync_secrets):
+            self.admin.client("secretsmanager", region_name=REGION).put_secret_value(
+                SecretId=secret_arn, SecretString=json.dumps({"token": report_token})
+            )
         return report_token
 
     def _add_messages(self) -> str:
@@ -411,16 +473,26 @@ class Scenario:
                 self.fail("sender: the message was not sent over STARTTLS with AUTH")
 
     def _check_reports(self, report_token: str) -> None:
-        """A 'sent' report of each message at the endpoint, posted with the client-sync secret's token."""
+        """A 'sent' report of each message at the endpoint, posted by the stream reporter (before the scheduled
+        reporter runs: that one posts only what the stream reporter put in the outbox) with the client-sync
+        secret's token."""
         items = self.receiver.items()
         self.result.reports = items
         statuses = {item.get("id"): "sent" if item.get("sent_ts") else "not sent" for item in items}
         self.step(f"report endpoint received {len(items)} report(s): {statuses}")
         for message_id in ("REHEARSAL-1", "REHEARSAL-2"):
             if statuses.get(message_id) != "sent":
-                self.fail(f"reporter: no 'sent' report for {message_id} reached the endpoint{self._log('reporter')}")
+                self.fail(
+                    f"stream_reporter: no 'sent' report for {message_id} reached the endpoint"
+                    f"{self._log('stream_reporter')}"
+                )
         if self.receiver.requests and self.receiver.requests[0].get("authorization") != f"Bearer {report_token}":
-            self.fail("reporter: the report was not posted with the client-sync secret's token")
+            self.fail("stream_reporter: the report was not posted with the client-sync secret's token")
+
+
+def _is_stream_source(source: dict[str, Any]) -> bool:
+    arn = source.get("EventSourceArn")
+    return isinstance(arn, dict) and arn.get("Fn::GetAtt", ["", ""])[1] == "StreamArn"
 
 
 def _check_calls(result: Result) -> None:
@@ -534,7 +606,7 @@ def rehearse(
 
         def play() -> None:
             try:
-                scenario.play(wiring.esm_clients)
+                scenario.play(wiring.esm_sessions)
             except Exception as exc:  # a crash is a finding like any other; the calls made so far are kept
                 result.problems.append(f"the scenario stopped: {type(exc).__name__}: {exc}")
 
@@ -582,7 +654,7 @@ class _Wiring:
     report_url_placeholder: str | None
     receiver_url: str
     ca_bundle: Path
-    esm_clients: dict[str, Any] = field(default_factory=dict)  # function name -> SQS client of its event sources
+    esm_sessions: dict[str, Any] = field(default_factory=dict)  # function name -> session of its event sources
 
     def function_run(self, spec: FunctionSpec) -> FunctionRun:
         deployment = self.deployment
@@ -623,12 +695,12 @@ class _Wiring:
         if self.deployment.template.event_sources_of(spec.logical_id):
             esm = self.sts.assume_role(RoleArn=role_arn, RoleSessionName=f"{spec.name}-event-source")["Credentials"]
             self.recorder.identify(esm["AccessKeyId"], spec.name, "event source mapping")
-            self.esm_clients[spec.name] = boto3.session.Session(
+            self.esm_sessions[spec.name] = boto3.session.Session(
                 aws_access_key_id=esm["AccessKeyId"],
                 aws_secret_access_key=esm["SecretAccessKey"],
                 aws_session_token=esm["SessionToken"],
                 region_name=REGION,
-            ).client("sqs")
+            )
         return credentials
 
     def _declared(self, spec: FunctionSpec) -> dict[str, str]:
@@ -660,9 +732,9 @@ class _Wiring:
         for name, value in declared.items():
             if placeholder and value == placeholder:  # the report URL given at synthesis
                 additions[name] = self.receiver_url
-        if spec.name == "reporter" and not (placeholder and placeholder in declared.values()):
+        if spec.name in REPORTING_FUNCTIONS and not (placeholder and placeholder in declared.values()):
             self.problems.append(
-                "reporter: no variable of its template environment holds the report URL the rehearsal "
+                f"{spec.name}: no variable of its template environment holds the report URL the rehearsal "
                 f"synthesized ({placeholder}): synthesize with -c client_sync_url=<that URL> "
                 "(python -m rehearsal does), or no report can reach the endpoint"
             )

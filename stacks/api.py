@@ -45,6 +45,7 @@ class Api(Construct):
                 "GMP_BODY_BUCKET": storage.body_bucket.bucket_name,
                 "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,
                 "GMP_API_TOKEN_SECRET_ARN": secrets.api_token.secret_arn,
+                "GMP_CORRELATION_SECRET_ARN": secrets.correlation.secret_arn,  # verifies unsubscribe links
                 "GMP_REPORTER_FUNCTION_NAME": reporter.function_name,
             },
         )
@@ -65,6 +66,7 @@ class Api(Construct):
         )
         secrets.smtp_password_key.grant(fn, "kms:Encrypt")
         secrets.api_token.grant_read(fn)
+        secrets.correlation.grant_read(fn)
         reporter.grant_invoke(fn)  # POST /commands/run-now
         assert fn.role is not None
         acknowledge(

@@ -12,7 +12,9 @@ from constructs import Construct
 
 from mailproxy.config import METRICS_NAMESPACE, SERVICE_NAME
 from stacks.api import Api
+from stacks.bouncer import Bouncer
 from stacks.build_layer import STAMP_FILE
+from stacks.jobs import Jobs
 from stacks.monitoring import Monitoring
 from stacks.network import Network
 from stacks.queues import Queues
@@ -22,6 +24,7 @@ from stacks.secrets import Secrets
 from stacks.sender import Sender
 from stacks.settings import LAMBDA_RUNTIME, PROJECT_ROOT, FunctionCommon, Settings, SettingsError
 from stacks.storage import Storage
+from stacks.stream_reporter import StreamReporter
 
 STACK_NAME = "GenroMailProxy"
 
@@ -91,6 +94,10 @@ class MailProxyStack(Stack):
                 "GMP_SENDER_TIMEOUT": str(settings.sender_timeout_seconds),
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                # The API starts bulk jobs and hands what its call leaves to the jobs worker (stacks/jobs.py).
+                "GMP_JOBS_QUEUE_URL": queues.jobs_queue.queue_url,
+                "GMP_JOB_INLINE_BUDGET": str(settings.job_inline_budget_seconds),
+                **settings.shard_environment,
             },
         )
 
@@ -103,6 +110,10 @@ class MailProxyStack(Stack):
             queues=queues,
             secrets=secrets,
         )
+        stream_reporter = StreamReporter(
+            self, "StreamReporter", settings=settings, common=common, storage=storage, secrets=secrets
+        )
+        bouncer = Bouncer(self, "Bouncer", settings=settings, common=common, storage=storage, secrets=secrets)
         sender = Sender(
             self,
             "Sender",
@@ -123,6 +134,8 @@ class MailProxyStack(Stack):
             secrets=secrets,
             reporter=reporter.function,
         )
+        queues.jobs_queue.grant_send_messages(api.function)
+        jobs = Jobs(self, "Jobs", settings=settings, common=common, storage=storage, queues=queues)
         Monitoring(
             self,
             "Monitoring",
@@ -131,11 +144,14 @@ class MailProxyStack(Stack):
             api_function=api.function,
             sender_function=sender.function,
             reporter_function=reporter.function,
+            stream_reporter_function=stream_reporter.function,
             rest_api=api.rest_api,
         )
 
         self.network, self.storage, self.queues, self.secrets = network, storage, queues, secrets
-        self.api, self.sender, self.reporter = api, sender, reporter
+        self.api, self.sender, self.reporter, self.stream_reporter = api, sender, reporter, stream_reporter
+        self.jobs = jobs
+        self.bouncer = bouncer
 
         CfnOutput(self, "ApiUrl", value=api.url, description="Mail Proxy URL for the client application")
         for number, ip in enumerate(network.nat_public_ips if network else [], start=1):

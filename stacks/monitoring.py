@@ -16,6 +16,9 @@ from stacks.queues import Queues
 from stacks.settings import Settings
 
 FIVE_MINUTES = Duration.minutes(5)
+# The stream reporter posts within seconds; records it has not read in 15 minutes mean it is stuck or failing,
+# long before the stream's 24 h retention would drop them.
+STREAM_ITERATOR_AGE_ALARM_SECONDS = 900
 
 
 def report_failures_metric() -> cloudwatch.Metric:
@@ -41,6 +44,7 @@ class Monitoring(Construct):
         sender_function: lambda_.IFunction,
         reporter_function: lambda_.IFunction,
         rest_api: apigw.RestApi,
+        stream_reporter_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -93,6 +97,13 @@ class Monitoring(Construct):
                 f"{settings.oldest_message_alarm_seconds} s.",
             )
         alarm(
+            "JobsDlqDepth",
+            queues.jobs_dlq.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
+            threshold=1,
+            description=f"A bulk job's continuation failed {settings.max_receive_count} times: the job stays "
+            "running; fix the cause and re-issue the call.",
+        )
+        alarm(
             "SenderErrors",
             sender_function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
             threshold=1,
@@ -104,6 +115,19 @@ class Monitoring(Construct):
             threshold=1,
             evaluation_periods=3,
             description="Delivery reports could not be posted to the client endpoint for 15 minutes.",
+        )
+        alarm(
+            "StreamReporterIteratorAge",
+            stream_reporter_function.metric("IteratorAge", period=FIVE_MINUTES, statistic="Maximum"),  # ms
+            threshold=STREAM_ITERATOR_AGE_ALARM_SECONDS * 1000,
+            description="The stream reporter lags the messages table's stream by "
+            f"{STREAM_ITERATOR_AGE_ALARM_SECONDS} s or more: delivery reports are late.",
+        )
+        alarm(
+            "StreamReporterErrors",
+            stream_reporter_function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=1,
+            description="A stream reporter invocation failed (an outbox write, a timeout): its batch is retried.",
         )
         alarm(
             "Api5xx",

@@ -1,4 +1,5 @@
-"""Queues: urgent (priorities 0-1) and bulk (2-3), each with its own dead-letter queue."""
+"""Queues: urgent (priorities 0-1) and bulk (2-3), each with its own dead-letter queue; the jobs queue of bulk
+tenant operations' continuations (stacks/jobs.py), with its own."""
 
 from __future__ import annotations
 
@@ -51,10 +52,19 @@ class Queues(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.max_receive_count, queue=self.bulk_dlq),
         )
 
+        self.jobs_dlq = _queue(self, "JobsDlq", retention=Duration.days(14))
+        self.jobs_queue = _queue(
+            self,
+            "JobsQueue",
+            retention=Duration.days(4),
+            visibility=Duration.seconds(6 * settings.jobs_timeout_seconds),  # AWS guidance, as the work queues
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.max_receive_count, queue=self.jobs_dlq),
+        )
+
     @property
     def work_queues(self) -> list[sqs.Queue]:
         return [self.urgent_queue, self.bulk_queue]
 
     @property
     def dead_letter_queues(self) -> list[sqs.Queue]:
-        return [self.urgent_dlq, self.bulk_dlq]
+        return [self.urgent_dlq, self.bulk_dlq, self.jobs_dlq]

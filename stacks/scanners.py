@@ -13,19 +13,23 @@ CHECKOV_SKIPS: dict[str, list[tuple[str, str]]] = {
     "AWS::Lambda::Function": [
         (
             "CKV_AWS_115",
-            "The reporter is limited to one instance; the API is throttled at its stage; the "
+            "The reporter and the bouncer are limited to one instance; the API is throttled at its stage; the "
             "sender's cap is the sender_reserved_concurrency setting (docs/deploy.md), off by default so that "
-            "the account's other functions keep their share.",
+            "the account's other functions keep their share; the stream reporter runs one batch per stream "
+            "shard at a time; the jobs worker one invocation per running job (a job has one continuation).",
         ),
         (
             "CKV_AWS_116",
-            "No asynchronous invocation carries data: the sender's records have their queues' "
-            "dead-letter queues, the API is synchronous, a failed reporter run is redone by the next schedule.",
+            "No asynchronous invocation carries data: the sender's and the jobs worker's records have their "
+            "queues' dead-letter queues, the API is synchronous, the stream reporter's failed records are "
+            "retried by its event source mapping (an undeliverable report waits in the outbox), a failed "
+            "reporter or bouncer run is redone by the next schedule.",
         ),
         (
             "CKV_AWS_117",
             "Only the sender, which talks SMTP to the Internet, is in the VPC (fixed NAT IPs; none with nat=none); "
-            "the API and reporter call AWS APIs and the client's HTTPS endpoint, which a VPC would not protect.",
+            "the other functions call AWS APIs, the client's HTTPS endpoint and IMAPS mailboxes, which a VPC "
+            "would not protect.",
         ),
         (
             "CKV_AWS_173",

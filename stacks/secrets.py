@@ -32,6 +32,18 @@ class Secrets(Construct):
         )
         acknowledge(self.api_token, "AwsSolutions-SMG4", _NO_ROTATION.format(what="The API token"))
 
+        # Signs X-Genro-Mail-ID (bounce correlation) and unsubscribe links: the sender signs, the bouncer and the
+        # API verify; never leaves the deployment.
+        self.correlation = secretsmanager.Secret(
+            self,
+            "Correlation",
+            description="genro-mail-proxy: the key material of X-Genro-Mail-ID and unsubscribe links (plain string)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True, include_space=False
+            ),
+        )
+        acknowledge(self.correlation, "AwsSolutions-SMG4", _NO_ROTATION.format(what="The correlation key"))
+
         # Filled in by the operator after deploy; an empty object means "no authentication".
         self.client_sync = secretsmanager.Secret(
             self,

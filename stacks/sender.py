@@ -9,7 +9,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 
-from mailproxy.dal.contents import DOWNLOADS_PREFIX
+from mailproxy.dal.contents import DOWNLOADS_PREFIX, RAW_PREFIX
 from stacks.network import Network
 from stacks.queues import Queues
 from stacks.secrets import Secrets
@@ -55,6 +55,7 @@ class Sender(Construct):
                 "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,
                 "GMP_ATTACHMENT_BUCKETS": ",".join(settings.attachment_buckets),
                 "GMP_LEASE_SECONDS": str(settings.claim_lease_seconds),
+                "GMP_CORRELATION_SECRET_ARN": secrets.correlation.secret_arn,  # signs X-Genro-Mail-ID
             },
             reserved_concurrent_executions=settings.sender_reserved_concurrency,
             managed_policies=[VPC_ACCESS_POLICY] if network is not None else [],
@@ -92,7 +93,17 @@ class Sender(Construct):
                 resources=[storage.body_bucket.arn_for_objects(f"{DOWNLOADS_PREFIX}*")],
             )
         )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RawMessagesWrite",
+                # The MIME as built, of sandbox accounts (and keep_raw_seconds), read by GET /messages/{id}/raw
+                # through the API's contents/* read; tagged for the lifecycle rule like the contents.
+                actions=["s3:PutObject", "s3:PutObjectTagging"],
+                resources=[storage.body_bucket.arn_for_objects(f"{RAW_PREFIX}*")],
+            )
+        )
         secrets.smtp_password_key.grant(fn, "kms:Decrypt")
+        secrets.correlation.grant_read(fn)
         if settings.attachment_buckets:
             fn.add_to_role_policy(
                 iam.PolicyStatement(
@@ -117,9 +128,16 @@ class Sender(Construct):
             f"AwsSolutions-IAM5[Resource::{arn_of(storage.body_bucket)}/{DOWNLOADS_PREFIX}*]",
             "Writes large attachments offloaded per message under contents/downloads/<tenant>/<id>/: the prefix only.",
         )
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::{arn_of(storage.body_bucket)}/{RAW_PREFIX}*]",
+            "Writes the raw MIME of sandbox messages under contents/raw/<tenant>/<id>.eml: the prefix only.",
+        )
 
         window = settings.sender_batching_window_seconds
-        for queue in queues.work_queues:  # the event sources grant the consume actions
+        # The event sources grant the consume actions, ChangeMessageVisibility included: a record that arrived
+        # before its message was stored is retried within seconds (mailproxy/logic/orphans.py).
+        for queue in queues.work_queues:
             fn.add_event_source(
                 event_sources.SqsEventSource(
                     queue,

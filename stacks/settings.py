@@ -20,7 +20,13 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct, IConstruct, Node
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mailproxy.config import claim_lease_for
+from mailproxy.config import (
+    DUE_SHARDS,
+    MAX_SHARDS,
+    REPORT_SHARDS,
+    TENANT_INDEX_SHARDS,
+    claim_lease_for,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,6 +124,19 @@ class Settings(BaseModel):
         description="create the region's API Gateway CloudWatch role (AWS::ApiGateway::Account) that access "
         "logs need; false when the account already has one managed elsewhere",
     )
+    # jobs: bulk tenant operations (mailproxy/logic/jobs.py)
+    jobs_memory_mb: int = Field(default=256, ge=128, le=10240)
+    jobs_timeout_seconds: int = Field(default=300, ge=60, le=900, description="one jobs-worker run")
+    job_inline_budget_seconds: float = Field(
+        default=5,
+        gt=0,
+        le=20,
+        description="seconds a bulk operation runs inside its API call before answering 202 (below the API's 29 s)",
+    )
+    # index shards (mailproxy/dal/keys.py): readers query shards 0..count-1, so a count may only grow
+    due_shards: int = Field(default=DUE_SHARDS, ge=DUE_SHARDS, le=MAX_SHARDS)
+    report_shards: int = Field(default=REPORT_SHARDS, ge=REPORT_SHARDS, le=MAX_SHARDS)
+    tenant_index_shards: int = Field(default=TENANT_INDEX_SHARDS, ge=TENANT_INDEX_SHARDS, le=MAX_SHARDS)
     # storage
     body_retention_days: int = Field(default=30, ge=1, description="S3 lifecycle: large contents expire")
     # monitoring
@@ -160,6 +179,12 @@ class Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _inline_job_fits_the_api(self) -> Settings:
+        if self.job_inline_budget_seconds > self.api_timeout_seconds - 5:
+            raise ValueError("job_inline_budget_seconds must leave the API 5 s of api_timeout_seconds")
+        return self
+
+    @model_validator(mode="after")
     def _burst_covers_rate(self) -> Settings:
         if self.api_throttle_burst_limit < self.api_throttle_rate_limit:
             raise ValueError("api_throttle_burst_limit must be >= api_throttle_rate_limit")
@@ -184,6 +209,15 @@ class Settings(BaseModel):
     def claim_lease_seconds(self) -> int:
         """A claim outlives the longest sender invocation that can hold it: no live send is re-claimed."""
         return claim_lease_for(self.sender_timeout_seconds)
+
+    @property
+    def shard_environment(self) -> dict[str, str]:
+        """Every function reads and writes the sharded indexes with the same counts."""
+        return {
+            "GMP_DUE_SHARDS": str(self.due_shards),
+            "GMP_REPORT_SHARDS": str(self.report_shards),
+            "GMP_TENANT_INDEX_SHARDS": str(self.tenant_index_shards),
+        }
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -247,8 +281,9 @@ class FunctionCommon:
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray tracing (tracing ACTIVE) needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
-            "which support no resource-level permissions.",
+            "X-Ray tracing (tracing ACTIVE) needs xray:PutTraceSegments and xray:PutTelemetryRecords, and "
+            "the stream reporter's DynamoDB stream event source (CDK's grant) dynamodb:ListStreams: none of "
+            "them supports resource-level permissions, so they cannot be scoped.",
         )
         function = lambda_.Function(
             scope,

@@ -16,7 +16,7 @@ _S = dynamodb.AttributeType.STRING
 _N = dynamodb.AttributeType.NUMBER
 
 
-def _table(scope: Construct, construct_id: str) -> dynamodb.Table:
+def _table(scope: Construct, construct_id: str, stream: dynamodb.StreamViewType | None = None) -> dynamodb.Table:
     return dynamodb.Table(
         scope,
         construct_id,
@@ -28,6 +28,7 @@ def _table(scope: Construct, construct_id: str) -> dynamodb.Table:
         ),
         time_to_live_attribute=TTL_ATTRIBUTE,
         removal_policy=RemovalPolicy.RETAIN,
+        stream=stream,
     )
 
 
@@ -35,10 +36,11 @@ class Storage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
         super().__init__(scope, construct_id)
 
-        self.messages_table = _table(self, "MessagesTable")
+        # The stream feeds the stream reporter (stacks/stream_reporter.py): reports within seconds of an outcome.
+        self.messages_table = _table(self, "MessagesTable", stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES)
         self.messages_table.add_global_secondary_index(
-            index_name="by_tenant",
-            partition_key=dynamodb.Attribute(name="tenant_id", type=_S),
+            index_name="by_tenant",  # partitioned "<tenant>#<shard>" (mailproxy/dal/keys.py, tenant_index_pk)
+            partition_key=dynamodb.Attribute(name="tenant_index_pk", type=_S),
             sort_key=dynamodb.Attribute(name="created_key", type=_S),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )

@@ -134,6 +134,7 @@ class ReceivedMessage:
     tls: bool
     connection: int
     mail_options: list[str]
+    received_at: float  # time.monotonic() when the end of DATA arrived: spans of arrivals, rate limits
 
 
 @dataclass
@@ -256,6 +257,7 @@ class _SinkHandler:
             tls=smtp.is_tls,
             connection=smtp.connection_id,
             mail_options=list(envelope.mail_options),
+            received_at=time.monotonic(),
         )
         number = self.sink._store(received)
         return f"250 2.0.0 OK queued as sink-{number}"
@@ -339,6 +341,7 @@ class SmtpSink:
         self._errors: list[Exception] = []
         self._faults: list[Fault] = []
         self._active: set[_SinkSMTP] = set()
+        self._peak_open = 0
         self._next_connection = 0
         self._controller: _SinkController | None = None
 
@@ -474,6 +477,7 @@ class SmtpSink:
             self._errors.clear()
             self._faults.clear()
             self._next_connection = 0
+            self._peak_open = len(self._active)
 
     # -- records
 
@@ -505,6 +509,13 @@ class SmtpSink:
         with self._lock:
             return self._next_connection
 
+    @property
+    def peak_open_connections(self) -> int:
+        """The most client connections open at the same time so far (the controller's readiness probe, made
+        at start, is one on its own)."""
+        with self._lock:
+            return self._peak_open
+
     def verbs(self, connection: int | None = None) -> list[str]:
         """The verbs received, in order (of one connection when given)."""
         return [c.verb for c in self.commands if connection is None or c.connection == connection]
@@ -530,6 +541,7 @@ class SmtpSink:
     def _register(self, protocol: _SinkSMTP) -> None:
         with self._lock:
             self._active.add(protocol)
+            self._peak_open = max(self._peak_open, len(self._active))
 
     def _new_connection_id(self) -> int:
         with self._lock:

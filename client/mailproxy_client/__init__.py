@@ -23,6 +23,8 @@ from mailproxy_client.models import (
     SmtpCheck,
     SmtpStep,
     Status,
+    Suppression,
+    SuppressionsPage,
     Tenant,
 )
 from mailproxy_client.reports import ReportRejected, parse_delivery_report, verify_signature
@@ -49,6 +51,8 @@ __all__ = [
     "SmtpCheck",
     "SmtpStep",
     "Status",
+    "Suppression",
+    "SuppressionsPage",
     "Tenant",
     "ValidationFailed",
     "parse_delivery_report",

@@ -47,6 +47,8 @@ from mailproxy_client.models import (
     Rejection,
     SmtpCheck,
     Status,
+    Suppression,
+    SuppressionsPage,
     Tenant,
 )
 
@@ -143,6 +145,8 @@ class MailProxyClient:
         limit_per_minute: int | None = None,
         limit_per_hour: int | None = None,
         limit_per_day: int | None = None,
+        limit_per_second: int | None = None,
+        max_concurrent: int | None = None,
         limit_behavior: Literal["defer", "reject"] | None = None,
         batch_size: int | None = None,
         tenant_id: str | None = None,
@@ -151,7 +155,9 @@ class MailProxyClient:
         """``POST /account``: create or replace an SMTP account. ``use_tls=True`` is implicit TLS (465);
         False is STARTTLS whenever the server offers it. Over a rate limit, ``limit_behavior`` "defer" (the
         default) waits for the next window, "reject" ends the message as an error; ``batch_size`` caps the
-        account's messages per sender invocation. Returns ``{"ok", "id", "tenant_id"}``."""
+        account's messages per sender invocation; ``limit_per_second`` (e.g. SES SMTP's 14) and
+        ``max_concurrent`` (connections open at once, e.g. Office 365's 3) are the provider's own limits.
+        Returns ``{"ok", "id", "tenant_id"}``."""
         payload: dict[str, Any] = {
             "id": account_id,
             "host": host,
@@ -163,6 +169,8 @@ class MailProxyClient:
             "limit_per_minute": limit_per_minute,
             "limit_per_hour": limit_per_hour,
             "limit_per_day": limit_per_day,
+            "limit_per_second": limit_per_second,
+            "max_concurrent": max_concurrent,
             "limit_behavior": limit_behavior,
             "batch_size": batch_size,
             "tenant_id": tenant_id,
@@ -328,6 +336,12 @@ class MailProxyClient:
                 return
             cursor = page.cursor
 
+    def raw_message(self, message_id: str, *, tenant_id: str | None = None) -> bytes:
+        """``GET /messages/{message_id}/raw``: the MIME message as the sender built it (kept for sandbox
+        accounts and ``keep_raw_seconds``); raises :class:`NotFound` when none is kept."""
+        params = _params(tenant_id=tenant_id)
+        return self._request("GET", f"/messages/{_quote(message_id)}/raw", params=params).content
+
     # -- campaign control
 
     def delete_messages(self, ids: Iterable[str], *, tenant_id: str | None = None) -> dict[str, Any]:
@@ -350,6 +364,65 @@ class MailProxyClient:
         """``POST /commands/activate``: send what ``suspend`` held, in priority order."""
         body = _params(batch_code=batch_code, tenant_id=tenant_id)
         return self._object(self._request("POST", "/commands/activate", json=body))
+
+    def job(self, job_id: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+        """``GET /jobs/{job_id}``: the progress of a bulk operation that answered 202 (``status`` ``done`` at
+        the end, with the operation's counts in ``result``)."""
+        return self._object(self._request("GET", f"/jobs/{_quote(job_id)}", params=_params(tenant_id=tenant_id)))
+
+    def jobs(self, *, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        """``GET /jobs``: the tenant's bulk jobs of the last 7 days, newest first (the admin: every tenant's)."""
+        page = self._object(self._request("GET", "/jobs", params=_params(tenant_id=tenant_id)))
+        jobs: list[dict[str, Any]] = page["jobs"]
+        return jobs
+
+    # -- suppression list
+
+    def suppressions(
+        self, limit: int = 100, cursor: str | None = None, *, tenant_id: str | None = None
+    ) -> SuppressionsPage:
+        """``GET /suppressions``: one page in address order; ``page.cursor`` reads the next (None at the end)."""
+        params = _params(limit=limit, cursor=cursor, tenant_id=tenant_id)
+        return SuppressionsPage.model_validate(self._object(self._request("GET", "/suppressions", params=params)))
+
+    def iter_suppressions(self, *, page_size: int = 100, tenant_id: str | None = None) -> Iterator[Suppression]:
+        """Every address on the tenant's list, following the cursors page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.suppressions(page_size, cursor, tenant_id=tenant_id)
+            yield from page.suppressions
+            if not page.cursor:
+                return
+            cursor = page.cursor
+
+    def add_suppressions(
+        self, addresses: Iterable[str], reason: str = "manual", *, tenant_id: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /suppressions`` (at most 1,000 addresses): the tenant's mail no longer goes to them.
+        ``reason``: manual, unsubscribe, hard_bounce or complaint. Returns ``{"ok", "tenant_id", "added"}``."""
+        body = {"addresses": list(addresses), "reason": reason, **_params(tenant_id=tenant_id)}
+        return self._object(self._request("POST", "/suppressions", json=body))
+
+    def remove_suppression(self, address: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+        """``DELETE /suppressions/{address}``; raises :class:`NotFound` when the address is not on the list."""
+        params = _params(tenant_id=tenant_id)
+        return self._object(self._request("DELETE", "/suppressions/" + _quote(address), params=params))
+
+    # -- the deployment's bounce mailbox (admin token)
+
+    def bounce_config(self) -> dict[str, Any]:
+        """``GET /instance/get_bounce_config``: the mailbox's settings; the password only as ``has_password``."""
+        return self._object(self._request("GET", "/instance/get_bounce_config"))
+
+    def set_bounce_config(self, **fields: Any) -> dict[str, Any]:
+        """``POST /instance/set_bounce_config``: ``enabled``, ``imap_host``, ``imap_port``, ``imap_user``,
+        ``imap_password``, ``imap_folder``, ``imap_ssl``, ``poll_interval``, ``return_path``; those left out
+        (or None) keep their stored values."""
+        return self._object(self._request("POST", "/instance/set_bounce_config", json=_params(**fields)))
+
+    def reload_bounce(self) -> dict[str, Any]:
+        """``POST /instance/reload_bounce``: the next bounce poll reads the mailbox afresh."""
+        return self._object(self._request("POST", "/instance/reload_bounce", json={}))
 
     # -- tenants
 

@@ -21,6 +21,7 @@ import getpass
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -34,12 +35,21 @@ from rich.text import Text
 
 from mailproxy_client.api import DEFAULT_URL, MAX_BATCH, MailProxyClient
 from mailproxy_client.errors import AuthenticationError, ConnectionFailed, MailProxyError
-from mailproxy_client.models import Account, AddMessagesResult, Attachment, MessageInfo, PriorityValue, Rejection
+from mailproxy_client.models import (
+    Account,
+    AddMessagesResult,
+    Attachment,
+    MessageInfo,
+    PriorityValue,
+    Rejection,
+    Suppression,
+)
 
 __all__ = ["main"]
 
 PRIORITY_LABELS = ("immediate", "high", "medium", "low")
 STATUSES = ("queued", "sending", "sent", "error", "deferred")
+SUPPRESSION_REASONS = ("manual", "unsubscribe", "hard_bounce", "complaint")
 
 
 class UsageError(Exception):
@@ -145,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--limit-per-minute", type=int, help="rate limit")
     add.add_argument("--limit-per-hour", type=int, help="rate limit")
     add.add_argument("--limit-per-day", type=int, help="rate limit")
+    add.add_argument("--limit-per-second", type=int, help="the provider's send rate (e.g. SES SMTP: 14)")
+    add.add_argument(
+        "--max-concurrent", type=int, help="SMTP connections open at once across senders (e.g. Office 365: 3)"
+    )
     add.add_argument(
         "--limit-behavior", choices=("defer", "reject"), help="over a limit: defer (default) or reject as error"
     )
@@ -154,6 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(handler=cmd_accounts_delete)
     delete.add_argument("id")
     delete.add_argument("--tenant", help="tenant id")
+
+    suppressions = command(
+        "suppressions", "the tenant's suppression list: list (default), add, remove", cmd_suppressions_list
+    )
+    suppression_commands = suppressions.add_subparsers(title="suppressions commands", metavar="ACTION")
+    listed = suppression_commands.add_parser(
+        "list", help="addresses the tenant's mail no longer goes to", parents=[common]
+    )
+    listed.set_defaults(handler=cmd_suppressions_list)
+    suppress = suppression_commands.add_parser("add", help="put addresses on the list", parents=[common])
+    suppress.set_defaults(handler=cmd_suppressions_add)
+    suppress.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    suppress.add_argument("--reason", choices=SUPPRESSION_REASONS, default="manual", help="why (default manual)")
+    unsuppress = suppression_commands.add_parser("remove", help="take an address off the list", parents=[common])
+    unsuppress.set_defaults(handler=cmd_suppressions_remove)
+    unsuppress.add_argument("address")
+    for sub in (suppressions, listed):
+        sub.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    for sub in (suppressions, listed, suppress, unsuppress):
+        sub.add_argument("--tenant", help="tenant id (default: the key's own, or the default tenant)")
 
     send = command("send", "queue one message, from flags or --file msg.json (flags override the file)", cmd_send)
     send.add_argument("--file", help='a JSON message object ({"id", "account_id", "from", "to", ...}); - for stdin')
@@ -180,6 +214,28 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("--account", dest="account_id")
     messages.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     messages.add_argument("--tenant", help="tenant id")
+    message_commands = messages.add_subparsers(title="messages commands", metavar="ACTION")
+    raw = message_commands.add_parser("raw", help="print one message's MIME source, as sent", parents=[common])
+    raw.set_defaults(handler=cmd_messages_raw)
+    raw.add_argument("id")
+    raw.add_argument("--tenant", help="tenant id")
+
+    watch = command("watch", "live counts of a batch or a tenant's messages until none is pending", cmd_watch)
+    scope = watch.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--batch", dest="batch_code", metavar="CODE", help="the batch (campaign) code to follow")
+    scope.add_argument("--tenant", metavar="ID", help="every message of this tenant")
+    watch.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+
+    jobs = command("jobs", "bulk jobs (answers 202): list (default), show ID", cmd_jobs_list)
+    job_commands = jobs.add_subparsers(title="jobs commands", metavar="ACTION")
+    job_commands.add_parser("list", help="the tenant's jobs of the last 7 days", parents=[common]).set_defaults(
+        handler=cmd_jobs_list
+    )
+    show = job_commands.add_parser("show", help="one job's progress and result", parents=[common])
+    show.set_defaults(handler=cmd_jobs_show)
+    show.add_argument("id")
+    for sub in (jobs, show):
+        sub.add_argument("--tenant", help="tenant id")
 
     bulk = command("send-bulk", "queue many messages from a JSON array or JSON Lines file", cmd_send_bulk)
     bulk.add_argument("file", help="JSON array or JSON Lines (one message object per line); - for stdin")
@@ -360,6 +416,7 @@ def _accounts_table(accounts: Iterable[Account]) -> Table:
         limits = ", ".join(
             f"{value}/{unit}"
             for value, unit in (
+                (account.limit_per_second, "s"),
                 (account.limit_per_minute, "min"),
                 (account.limit_per_hour, "h"),
                 (account.limit_per_day, "day"),
@@ -368,6 +425,8 @@ def _accounts_table(accounts: Iterable[Account]) -> Table:
         )
         if limits and account.limit_behavior == "reject":
             limits += " (reject)"
+        if account.max_concurrent:
+            limits = ", ".join(filter(None, [limits, f"{account.max_concurrent} conn"]))
         table.add_row(
             _text(account.id),
             _text(account.host),
@@ -394,6 +453,8 @@ def cmd_accounts_add(args: argparse.Namespace, out: Console, err: Console) -> in
             limit_per_minute=args.limit_per_minute,
             limit_per_hour=args.limit_per_hour,
             limit_per_day=args.limit_per_day,
+            limit_per_second=args.limit_per_second,
+            max_concurrent=args.max_concurrent,
             limit_behavior=args.limit_behavior,
             batch_size=args.batch_size,
             tenant_id=args.tenant,
@@ -412,6 +473,50 @@ def cmd_accounts_delete(args: argparse.Namespace, out: Console, err: Console) ->
         _print_json(out, answer)
     else:
         out.print(Text(f"account {args.id} deleted"))
+    return 0
+
+
+def cmd_suppressions_list(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    rows: list[Suppression] = []
+    with _client(args) as proxy:
+        for entry in proxy.iter_suppressions(page_size=min(args.limit, 1000), tenant_id=args.tenant):
+            rows.append(entry)
+            if len(rows) >= args.limit:
+                break
+    if _as_json(args):
+        _print_json(out, [entry.model_dump() for entry in rows])
+        return 0
+    if not rows:
+        out.print("no suppressed addresses")
+        return 0
+    table = Table(show_header=True, header_style="bold")
+    for column in ("address", "reason", "since", "source message"):
+        table.add_column(column, overflow="fold")
+    for entry in rows:
+        table.add_row(_text(entry.address), _text(entry.reason), _text(_when(entry.ts)), _text(entry.source_message_id))
+    out.print(table)
+    return 0
+
+
+def cmd_suppressions_add(args: argparse.Namespace, out: Console, err: Console) -> int:
+    with _client(args) as proxy:
+        answer = proxy.add_suppressions(args.addresses, args.reason, tenant_id=args.tenant)
+    if _as_json(args):
+        _print_json(out, answer)
+    else:
+        out.print(Text(f"{answer.get('added', len(args.addresses))} address(es) suppressed"))
+    return 0
+
+
+def cmd_suppressions_remove(args: argparse.Namespace, out: Console, err: Console) -> int:
+    with _client(args) as proxy:
+        answer = proxy.remove_suppression(args.address, tenant_id=args.tenant)
+    if _as_json(args):
+        _print_json(out, answer)
+    else:
+        out.print(Text(f"{args.address} removed from the suppression list"))
     return 0
 
 
@@ -706,6 +811,76 @@ def _account_json(source: str) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise UsageError("the account must be a JSON object")
     return loaded
+
+
+def cmd_messages_raw(args: argparse.Namespace, out: Console, err: Console) -> int:
+    with _client(args) as proxy:
+        raw = proxy.raw_message(args.id, tenant_id=args.tenant)
+    out.file.write(raw.decode("utf-8", "replace"))  # as is: no rich markup or wrapping in a MIME source
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Poll the message list until nothing of the batch (or tenant) is queued, sending or deferred."""
+    if args.interval <= 0:
+        raise UsageError("--interval must be positive")
+    with _client(args) as proxy:
+        if _as_json(args):
+            while True:
+                counts = _watch_counts(proxy, args.batch_code, args.tenant)
+                out.print(json.dumps(counts), soft_wrap=True)
+                if not counts["pending"]:
+                    return 0
+                time.sleep(args.interval)
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out, transient=False
+        ) as progress:
+            task = progress.add_task("starting", total=None)
+            while True:
+                counts = _watch_counts(proxy, args.batch_code, args.tenant)
+                description = "sent {sent}  deferred {deferred}  error {error}  pending {pending}".format(**counts)
+                progress.update(task, description=description, total=counts["total"], completed=counts["done"])
+                if not counts["pending"]:
+                    return 0
+                time.sleep(args.interval)
+
+
+def _watch_counts(proxy: MailProxyClient, batch_code: str | None, tenant_id: str | None) -> dict[str, int]:
+    # GET /messages has no batch filter: the batch's messages are picked from the tenant's list.
+    counts = dict.fromkeys(STATUSES, 0)
+    for message in proxy.iter_messages(page_size=500, tenant_id=tenant_id):
+        if batch_code is None or message.batch_code == batch_code:
+            counts[message.status] = counts.get(message.status, 0) + 1
+    done = counts["sent"] + counts["error"]
+    pending = counts["queued"] + counts["sending"] + counts["deferred"]
+    return {**counts, "pending": pending, "done": done, "total": done + pending}
+
+
+def cmd_jobs_list(args: argparse.Namespace, out: Console, err: Console) -> int:
+    with _client(args) as proxy:
+        jobs = proxy.jobs(tenant_id=args.tenant)
+    if _as_json(args):
+        _print_json(out, jobs)
+        return 0
+    if not jobs:
+        out.print("no jobs")
+        return 0
+    table = Table(show_header=True, header_style="bold")
+    for column in ("id", "kind", "status", "processed", "created"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        table.add_row(
+            *(_text(job.get(key)) for key in ("id", "kind", "status", "processed")),
+            _text(_when(job.get("created_ts"))),
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_jobs_show(args: argparse.Namespace, out: Console, err: Console) -> int:
+    with _client(args) as proxy:
+        _print_json(out, proxy.job(args.id, tenant_id=args.tenant))
+    return 0
 
 
 def cmd_run_now(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -53,6 +53,8 @@ class Attachment(BaseModel):
     filename: str
     content: str | None = None
     mime_type: str | None = None
+    content_id: str | None = None  # with disposition "inline": the html shows it as cid:<content_id>
+    disposition: Literal["attachment", "inline"] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, *, mime_type: str | None = None) -> Attachment:
@@ -79,6 +81,7 @@ class Message(BaseModel):
     return_path: str | None = None
     subject: str = ""
     body: str = ""
+    html: str | None = None  # the html alternative of body (multipart/alternative)
     content_type: Literal["plain", "html"] = "plain"
     headers: dict[str, str] | None = None
     attachments: list[Attachment] | None = None
@@ -86,6 +89,8 @@ class Message(BaseModel):
     deferred_ts: int | None = None
     batch_code: str | None = None
     tenant_id: str | None = None
+    metadata: dict[str, str | int | float | bool] | None = None  # at most 20 keys, 2 KB; echoed in reports
+    tags: list[str] | None = None  # at most 10; echoed in reports
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON object the API expects (``from``, no null fields)."""
@@ -142,8 +147,17 @@ class Account(_Response):
     limit_per_minute: int | None = None
     limit_per_hour: int | None = None
     limit_per_day: int | None = None
+    limit_per_second: int | None = None
+    max_concurrent: int | None = None
     limit_behavior: str = "defer"
     batch_size: int | None = None
+    suppression: bool = True
+    is_pec_account: bool = False
+    imap_host: str | None = None
+    imap_port: int | None = None
+    imap_user: str | None = None
+    imap_password: str | None = None  # "***" when the inbox has a password of its own, never the password
+    imap_folder: str | None = None
 
 
 class HistoryEvent(_Response):
@@ -195,6 +209,23 @@ class Tenant(_Response):
     active: bool = True
     has_api_key: bool = False
     has_signing_secret: bool = False
+    suppression: bool = True
+
+
+class Suppression(_Response):
+    """An address on a tenant's suppression list: its mail no longer goes there."""
+
+    address: str
+    reason: str  # hard_bounce | complaint | unsubscribe | manual
+    source_message_id: str | None = None
+    ts: int
+
+
+class SuppressionsPage(_Response):
+    ok: bool = True
+    tenant_id: str = "default"
+    suppressions: list[Suppression] = Field(default_factory=list)
+    cursor: str | None = None
 
 
 class Status(_Response):
@@ -237,6 +268,8 @@ class DeliveryReport(_Response):
     error: str | None = None
     deferred_ts: int | None = None
     deferred_reason: str | None = None  # set with deferred_ts by newer proxies
+    metadata: dict[str, Any] | None = None  # the message's own metadata and tags, from newer proxies
+    tags: list[str] | None = None
 
     @property
     def status(self) -> Literal["sent", "error", "deferred", "unknown"]:

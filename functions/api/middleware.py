@@ -205,11 +205,14 @@ class AuditTrail:
                 pass
 
 
+SECRET_PATH_PARAMS = {"token"}  # an unsubscribe link's token is a bearer credential: never in the log
+
+
 def _entry(scope: Any, status: int, body: bytes) -> AuditEntry:
     now_ms = int(time.time() * 1000)
     method = scope["method"]
     route = scope["route"].path
-    path = {k: _scalar(v) for k, v in (scope.get("path_params") or {}).items()}
+    path = {k: "***" if k in SECRET_PATH_PARAMS else _scalar(v) for k, v in (scope.get("path_params") or {}).items()}
     query = summarize(dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))))
     content = summarize(_body_json(body, dict(scope.get("headers") or [])))
     principal = (scope.get("state") or {}).get("principal")

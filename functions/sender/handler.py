@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailproxy import runtime
-from mailproxy.dal.queues import QueueEntry
+from mailproxy.dal.queues import QueueEntry, ReceivedRecord
 from mailproxy.logic.delivery import BatchDelivery
 from mailproxy.observability import logger, metrics, tracer
 
@@ -38,7 +38,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         delivery.prepare(_entries(event))
 
         def deliver(record: SQSRecord) -> str:
-            return delivery.deliver(QueueEntry.parse(record.body))
+            return delivery.deliver(QueueEntry.parse(record.body), ReceivedRecord.from_lambda(record.raw_event))
 
         # One processor per invocation: the local runner calls this handler from several threads at once.
         processor = BatchProcessor(event_type=EventType.SQS)

@@ -25,6 +25,8 @@ else:
 
 CONTENTS_PREFIX = "contents/"
 DOWNLOADS_PREFIX = f"{CONTENTS_PREFIX}downloads/"  # under contents/: the same lifecycle rule removes them
+RAW_PREFIX = f"{CONTENTS_PREFIX}raw/"  # the MIME as built (sandbox, keep_raw_seconds): the contents' lifecycle
+RAW_KEEP_UNTIL = "keep-until"  # S3 user metadata: epoch seconds after which /raw answers 404
 MAX_PRESIGN_SECONDS = 7 * 86_400  # SigV4: a presigned URL lasts at most 7 days
 EXPIRE_TAG = "gmp-expire"  # the bucket's lifecycle rule expires only objects tagged yes
 
@@ -133,6 +135,35 @@ class ContentStore:
         )
         return url
 
+    def put_raw(self, tenant_id: str, message_id: str, data: bytes, keep_until: int) -> None:
+        """Keep the MIME of a message as it was built (sandbox, or an account's keep_raw_seconds), for
+        GET /messages/{id}/raw until `keep_until` (epoch seconds); tagged for expiry like the contents."""
+        if not self._bucket:
+            raise ValueError("no contents bucket (GMP_BODY_BUCKET) to keep the raw message in")
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=raw_key(tenant_id, message_id),
+            Body=data,
+            ContentType="message/rfc822",
+            Metadata={RAW_KEEP_UNTIL: str(keep_until)},
+            Tagging=f"{EXPIRE_TAG}=yes",
+        )
+
+    def raw(self, tenant_id: str, message_id: str, now: int) -> bytes | None:
+        """The kept MIME of a message; None when none was kept or its time is over."""
+        if not self._bucket:
+            return None
+        try:
+            stored = self._s3.get_object(Bucket=self._bucket, Key=raw_key(tenant_id, message_id))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        if int(stored.get("Metadata", {}).get(RAW_KEEP_UNTIL, "0")) < now:
+            return None  # the lifecycle rule counts days; a shorter keep_raw_seconds ends here
+        data: bytes = stored["Body"].read()
+        return data
+
     def put_items(self, items: list[dict[str, Any]]) -> None:
         batch_write(self._dynamodb, self._table, [{"PutRequest": {"Item": item}} for item in items])
 
@@ -167,3 +198,7 @@ class ContentStore:
 
 def content_key(tenant_id: str, message_id: str) -> str:
     return f"{CONTENTS_PREFIX}{tenant_id}/{message_id}.json.z"
+
+
+def raw_key(tenant_id: str, message_id: str) -> str:
+    return f"{RAW_PREFIX}{tenant_id}/{message_id}.eml"

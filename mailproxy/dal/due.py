@@ -7,7 +7,7 @@ from typing import Any
 
 from mailproxy.dal.dynamo import DynamoDBClient, write_if
 from mailproxy.dal.items import from_item, values
-from mailproxy.dal.keys import DUE_INDEX, SHARDS, STATUS_SK, due_pk
+from mailproxy.dal.keys import DUE_INDEX, STATUS_SK, due_pk, due_shards
 
 
 class DueIndex:
@@ -18,7 +18,7 @@ class DueIndex:
     def due(self, now: int, limit: int = 500) -> list[dict[str, Any]]:
         """Non-final messages whose due time has come (their queue record may be lost), oldest first."""
         found: list[dict[str, Any]] = []
-        for shard in range(SHARDS):
+        for shard in due_shards():
             answer = self._db.query(
                 TableName=self._table,
                 IndexName=DUE_INDEX,

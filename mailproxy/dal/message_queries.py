@@ -1,22 +1,43 @@
-"""Reading messages: a tenant's messages page by page (newest first, with an opaque cursor), all of a
-tenant's messages (campaign control)."""
+"""Reading messages through the by_tenant index, whose partitions are a tenant's shards
+(`keys.tenant_index_pk`): a page of a tenant's messages newest first over every shard, merged, with an
+opaque cursor that holds each shard's position; a walk over all of them shard by shard, resumable from a
+`WalkPosition` (bulk jobs and campaign control)."""
 
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from mailproxy.dal.dynamo import DynamoDBClient, batch_get, pages
+from mailproxy.dal.dynamo import DynamoDBClient, batch_get
 from mailproxy.dal.items import values
-from mailproxy.dal.keys import BY_TENANT_INDEX
+from mailproxy.dal.keys import BY_TENANT_INDEX, STATUS_SK, message_pk, tenant_index_partition, tenant_index_shards
 
-_MAX_INDEX_READS_PER_PAGE = 20  # a page of filtered results stops after this many index reads
+_MAX_INDEX_ROUNDS_PER_PAGE = 20  # a page of filtered results stops after this many rounds of index reads
+WALK_PAGE_SIZE = 100  # index entries per page of a walk: one BatchGetItem of status items
 
 
 class BadCursor(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class WalkPosition:
+    """Where a walk over a tenant's shards stands: the shard being read and the last key read in it
+    (None: from its start). JSON-safe, so that a job stores it as its checkpoint."""
+
+    shard: int = 0
+    after: str | None = None  # created_key of the last entry read
+    after_id: str | None = None  # its message id, which with the tenant rebuilds the table key
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"shard": self.shard, "after": self.after, "after_id": self.after_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> WalkPosition:
+        return cls(**data) if data else cls()
 
 
 class MessageQueries:
@@ -33,51 +54,116 @@ class MessageQueries:
         limit: int,
         cursor: str | None,
         statuses: frozenset[str] | set[str] | None = None,
+        tag: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first. Reads keys from the tenant index and the small status items they name."""
-        start_key = decode_cursor(cursor)
-        if start_key and start_key["tenant_id"]["S"] != tenant_id:
-            raise BadCursor("cursor: belongs to another query")
+        """Newest first over every shard. Each round reads up to the entries still wanted from each shard
+        not exhausted, keeps the newest of them all and moves each shard's position past what it kept:
+        the next page starts exactly after this one's last message, shard by shard."""
+        positions = decode_cursor(cursor, tenant_id)
 
         def wanted(item: dict[str, Any]) -> bool:
             return (
                 (status is None or item["status"] == status)
                 and (statuses is None or item["status"] in statuses)
                 and (account_id is None or item["account_id"] == account_id)
+                and (tag is None or tag in item.get("tags", ()))
             )
 
         collected: list[dict[str, Any]] = []
-        for _ in range(_MAX_INDEX_READS_PER_PAGE):
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": BY_TENANT_INDEX,
-                "KeyConditionExpression": "tenant_id = :t",
-                "ExpressionAttributeValues": values(t=tenant_id),
-                "ScanIndexForward": False,
-                "Limit": limit - len(collected),
-            }
-            if start_key:
-                request["ExclusiveStartKey"] = start_key
-            answer = self._db.query(**request)
-            collected.extend(item for item in self._status_items(answer["Items"]) if wanted(item))
-            start_key = answer.get("LastEvaluatedKey")
-            if not start_key or len(collected) >= limit:
+        for _ in range(_MAX_INDEX_ROUNDS_PER_PAGE):
+            room = limit - len(collected)
+            heads: list[tuple[str, int, dict[str, Any]]] = []
+            exhausted: set[int] = set()
+            for shard in tenant_index_shards():
+                position = positions.get(shard, "")
+                if position is None:
+                    continue
+                entries, more = self._newest(tenant_id, shard, position or None, room)
+                heads += [(entry["created_key"]["S"], shard, entry) for entry in entries]
+                if not more:
+                    exhausted.add(shard)
+            heads.sort(key=lambda head: head[0], reverse=True)
+            kept = heads[:room]
+            for key, shard, _entry in kept:
+                positions[shard] = key  # newest first: each shard's last kept entry is its oldest kept
+            # A shard all of whose entries were kept and that has none beyond them is done.
+            for shard in exhausted:
+                if all(head[1] != shard for head in heads[room:]):
+                    positions[shard] = None
+            collected.extend(item for item in self._status_items([entry for _, _, entry in kept]) if wanted(item))
+            if len(collected) >= limit or all(positions.get(s, "") is None for s in tenant_index_shards()):
                 break
-        return collected, encode_cursor(start_key)
+        done = all(positions.get(shard, "") is None for shard in tenant_index_shards())
+        return collected, None if done else encode_cursor(tenant_id, positions)
 
-    def tenant_messages(self, tenant_id: str, *, created_before_ms: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every status item of a tenant, oldest first (keys from the tenant index, then the items)."""
+    def _newest(
+        self, tenant_id: str, shard: int, before_key: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` entries of one shard older than `before_key`, newest first; and whether more follow."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": BY_TENANT_INDEX,
-            "KeyConditionExpression": "tenant_id = :t",
-            "ExpressionAttributeValues": values(t=tenant_id),
+            "KeyConditionExpression": "tenant_index_pk = :p",
+            "ExpressionAttributeValues": values(p=tenant_index_partition(tenant_id, shard)),
+            "ScanIndexForward": False,
+            "Limit": limit,
         }
-        if created_before_ms is not None:
+        if before_key is not None:
             request["KeyConditionExpression"] += " AND created_key < :before"
-            request["ExpressionAttributeValues"].update(values(before=f"{created_before_ms:013d}"))
-        for page in pages(self._db, "query", **request):
-            yield from self._status_items(page["Items"])
+            request["ExpressionAttributeValues"].update(values(before=before_key))
+        answer = self._db.query(**request)
+        return answer["Items"], "LastEvaluatedKey" in answer
+
+    def tenant_page(
+        self,
+        tenant_id: str,
+        position: WalkPosition,
+        *,
+        created_before_ms: int | None = None,
+        limit: int = WALK_PAGE_SIZE,
+    ) -> tuple[list[dict[str, Any]], WalkPosition | None]:
+        """One page of a tenant's status items from `position`, shard by shard, oldest first within a shard;
+        the position after it, None once every shard has been read."""
+        shard = position.shard
+        while shard in tenant_index_shards():
+            partition = tenant_index_partition(tenant_id, shard)
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": BY_TENANT_INDEX,
+                "KeyConditionExpression": "tenant_index_pk = :p",
+                "ExpressionAttributeValues": values(p=partition),
+                "Limit": limit,
+            }
+            if created_before_ms is not None:
+                request["KeyConditionExpression"] += " AND created_key < :before"
+                request["ExpressionAttributeValues"].update(values(before=f"{created_before_ms:013d}"))
+            if shard == position.shard and position.after is not None and position.after_id is not None:
+                request["ExclusiveStartKey"] = {
+                    "pk": {"S": message_pk(tenant_id, position.after_id)},
+                    "sk": {"S": STATUS_SK},
+                    "tenant_index_pk": {"S": partition},
+                    "created_key": {"S": position.after},
+                }
+            answer = self._db.query(**request)
+            last = answer.get("LastEvaluatedKey")
+            if answer["Items"] or last:
+                if last:
+                    next_position: WalkPosition | None = WalkPosition(
+                        shard, last["created_key"]["S"], last["pk"]["S"].removeprefix(message_pk(tenant_id, ""))
+                    )
+                else:
+                    next_position = WalkPosition(shard + 1) if shard + 1 in tenant_index_shards() else None
+                return self._status_items(answer["Items"]), next_position
+            shard += 1
+            position = WalkPosition(shard)
+        return [], None
+
+    def tenant_messages(self, tenant_id: str, *, created_before_ms: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every status item of a tenant, shard by shard."""
+        position: WalkPosition | None = WalkPosition()
+        while position is not None:
+            items, position = self.tenant_page(tenant_id, position, created_before_ms=created_before_ms)
+            yield from items
 
     def _status_items(self, index_entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The status items named by index entries, in the index's order; those deleted meanwhile left out."""
@@ -86,25 +172,30 @@ class MessageQueries:
         return [found[key["pk"]["S"]] for key in keys if key["pk"]["S"] in found]
 
 
-def encode_cursor(key: dict[str, Any] | None) -> str | None:
-    if not key:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+# A cursor: the tenant and, per shard, the created_key of the last entry listed from it ("" for a shard not
+# read yet, null for one read to its end). A created_key names its message, so it alone resumes a shard.
+Positions = dict[int, str | None]
 
 
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+def encode_cursor(tenant_id: str, positions: Positions) -> str:
+    document = {"t": tenant_id, "s": {str(shard): key for shard, key in positions.items()}}
+    return base64.urlsafe_b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str | None, tenant_id: str) -> Positions:
     if not cursor:
-        return None
+        return {}
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        document = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except ValueError:
         raise BadCursor("cursor: not a cursor returned by this API") from None
     if (
-        not isinstance(key, dict)
-        or not all(
-            isinstance(v, dict) and len(v) == 1 and isinstance(next(iter(v.values())), str) for v in key.values()
-        )
-        or set(key) != {"pk", "sk", "tenant_id", "created_key"}
+        not isinstance(document, dict)
+        or set(document) != {"t", "s"}
+        or not isinstance(document["s"], dict)
+        or not all(key.isdigit() and (value is None or isinstance(value, str)) for key, value in document["s"].items())
     ):
         raise BadCursor("cursor: not a cursor returned by this API")
-    return key
+    if document["t"] != tenant_id:
+        raise BadCursor("cursor: belongs to another query")
+    return {int(shard): key for shard, key in document["s"].items()}

@@ -4,6 +4,7 @@ outcome, suspension, deletion). The due index, the report outbox and the queries
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,9 @@ from mailproxy.dal.keys import (
     STATUS_SK,
     created_key,
     due_pk,
+    due_shard,
     message_pk,
-    report_pk,
-    report_sk,
-    shard_of,
+    tenant_index_pk,
 )
 from mailproxy.dal.records import ClaimedMessage
 from mailproxy.models import MessageStatus
@@ -80,6 +80,16 @@ def content_expiry(message: NewMessage, now: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """The answer of `MessageStore.attempt_claim`: the claimed message, or None, whether a status item is
+    stored and whether a live claim of another sender holds it."""
+
+    message: ClaimedMessage | None
+    stored: bool = True
+    in_flight: bool = False
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What the sender records after an attempt; exactly one of the three kinds."""
 
@@ -102,21 +112,36 @@ class MessageStore:
         self._db.describe_table(TableName=self._table)
 
     # -- ingestion -------------------------------------------------------------------------------------
-    def _known(self, messages: list[NewMessage]) -> dict[tuple[str, str], dict[str, Any]]:
+    def known(self, messages: list[NewMessage]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The status items already stored under the messages' ids (strongly consistent)."""
+        if not messages:
+            return {}
         keys = [{"pk": {"S": message_pk(m.tenant_id, m.id)}, "sk": {"S": STATUS_SK}} for m in messages]
         return {(i["tenant_id"], i["id"]): i for i in batch_get(self._db, self._table, keys, consistent=True)}
 
-    def put_batch(self, messages: list[NewMessage], *, now: int, enqueue_grace: int) -> Stored:
+    def put_batch(
+        self,
+        messages: list[NewMessage],
+        *,
+        now: int,
+        enqueue_grace: int,
+        known: dict[tuple[str, str], dict[str, Any]] | None = None,
+        enqueued: Collection[tuple[str, str]] = (),
+    ) -> Stored:
         """Store new messages (content, then status); return those created or replaced. A known id that was
-        never claimed (`never_claimed`) is replaced (`replace`); any other known id is left untouched."""
+        never claimed (`never_claimed`) is replaced (`replace`); any other known id is left untouched.
+        `known`: what `known` answered for these messages, if the caller read it already. A new message in
+        `enqueued` has its queue record sent already: its status item gets no entry in the due index."""
         if not messages:
             return Stored([], [])
-        known = self._known(messages)
+        known = self.known(messages) if known is None else known
         fresh = [m for m in messages if m.key not in known]
         self.contents.put_items(
             [self.contents.item(m.tenant_id, m.id, m.content, expires_at=content_expiry(m, now)) for m in fresh]
         )
-        created = [m for m in fresh if self._create_status(m, now=now, enqueue_grace=enqueue_grace)]
+        created = [
+            m for m in fresh if self._create_status(m, now=now, enqueue_grace=enqueue_grace, due=m.key not in enqueued)
+        ]
         replaced = [
             m
             for m in messages
@@ -160,15 +185,16 @@ class MessageStore:
         return write_if(
             self._db.put_item,
             TableName=self._table,
-            Item=to_item(self._status_item(message, now=now, enqueue_grace=enqueue_grace)),
+            Item=to_item(self._status_item(message, now=now, enqueue_grace=enqueue_grace, due=True)),
             ConditionExpression="#s = :queued AND claims = :zero AND replace_token = :token",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=values(token=token, queued=MessageStatus.QUEUED.value, zero=0),
         ).held
 
-    def _status_item(self, message: NewMessage, *, now: int, enqueue_grace: int) -> dict[str, Any]:
-        # The sweep re-enqueues the message if its queue record never arrives (a crash after this write).
-        due = max(now, message.not_before or 0) + enqueue_grace
+    def _status_item(self, message: NewMessage, *, now: int, enqueue_grace: int, due: bool) -> dict[str, Any]:
+        """`due`: the message has no queue record yet (scheduled beyond the SQS delay, its enqueue failed) or
+        may lose it (a replaced message's record can arrive while it is held): the sweep enqueues it then.
+        A message enqueued before this write needs no entry (docs/reliability.md, "Lost enqueue")."""
         item = {
             "pk": message_pk(message.tenant_id, message.id),
             "sk": STATUS_SK,
@@ -179,6 +205,7 @@ class MessageStore:
             "status": MessageStatus.QUEUED.value,
             "created_ts": message.created_ms // 1000,
             "created_key": created_key(message.created_ms, message.id),
+            "tenant_index_pk": tenant_index_pk(message.tenant_id, message.id),
             "batch_code": message.batch_code,
             "message_id_header": message.message_id_header,
             "not_before": message.not_before,
@@ -188,23 +215,33 @@ class MessageStore:
         }
         if message.suspended:
             item["suspended"] = True  # out of the sweep's index until activated
-        else:
-            item.update(due_pk=due_pk(shard_of(message.tenant_id, message.id)), due_ts=due)
+        elif due:
+            item.update(
+                due_pk=due_pk(due_shard(message.tenant_id, message.id)),
+                due_ts=max(now, message.not_before or 0) + enqueue_grace,
+            )
         return item
 
-    def _create_status(self, message: NewMessage, *, now: int, enqueue_grace: int) -> bool:
+    def _create_status(self, message: NewMessage, *, now: int, enqueue_grace: int, due: bool) -> bool:
         return write_if(
             self._db.put_item,
             TableName=self._table,
-            Item=to_item(self._status_item(message, now=now, enqueue_grace=enqueue_grace)),
+            Item=to_item(self._status_item(message, now=now, enqueue_grace=enqueue_grace, due=due)),
             ConditionExpression="attribute_not_exists(pk)",
         ).held
 
     # -- sending ---------------------------------------------------------------------------------------
     def claim(self, tenant_id: str, message_id: str, *, now: int, lease_seconds: int) -> ClaimedMessage | None:
-        """queued/deferred (or sending with an expired lease) -> sending; None when not claimable now.
-        The due time is left as it is (moving it would rewrite the sweep's index on every send): should
-        this sender die, the sweep brings the message back once that time and the lease have passed."""
+        """The claimed message, or None when it is not claimable now (`attempt_claim`)."""
+        return self.attempt_claim(tenant_id, message_id, now=now, lease_seconds=lease_seconds).message
+
+    def attempt_claim(self, tenant_id: str, message_id: str, *, now: int, lease_seconds: int) -> Claim:
+        """queued/deferred (or sending with an expired lease) -> sending. A refused claim says whether the
+        status item exists at all (free: the failed condition returns the old item), which the sender needs
+        for a queue record that arrived before its message was written (`mailproxy.logic.orphans`).
+        The due entry, if any, is left as it is (moving it would rewrite the sweep's index on every send):
+        should this sender die, SQS delivers the record again after its visibility timeout, which outlasts
+        the lease (docs/reliability.md)."""
         lease_until = now + lease_seconds
         written = write_if(
             self._db.update_item,
@@ -226,8 +263,36 @@ class MessageStore:
                 now=now,
             ),
             ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
-        return ClaimedMessage.from_item(written.attributes) if written.held else None
+        if not written.held:
+            old = written.attributes
+            in_flight = old.get("status") == MessageStatus.SENDING.value and int(old.get("lease_until") or 0) >= now
+            return Claim(None, stored=bool(old), in_flight=in_flight)
+        claimed = ClaimedMessage.from_item(written.attributes)
+        if claimed.claims - 1 > claimed.outcomes and "due_pk" not in written.attributes:
+            self._watch_after_crash(claimed, lease_until)
+        return Claim(claimed)
+
+    def _watch_after_crash(self, claimed: ClaimedMessage, lease_until: int) -> None:
+        """A re-claim after a claim that never recorded its outcome (a crashed or timed-out sender): from now
+        on the sweep watches the message (due at this lease's end), so that a message killing every sender
+        gets fresh queue records until its claims end it, instead of one record reaching the queue's receive
+        limit. A write on the crash path only; the outcome removes or moves the entry as usual."""
+        write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": claimed.pk}, "sk": {"S": STATUS_SK}},
+            UpdateExpression="SET due_pk = :dpk, due_ts = :due",
+            ConditionExpression="#s = :sending AND claims = :claims",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values(
+                dpk=due_pk(due_shard(claimed.tenant_id, claimed.id)),
+                due=lease_until + 1,
+                sending=MessageStatus.SENDING.value,
+                claims=claimed.claims,
+            ),
+        )
 
     def record(self, claimed: ClaimedMessage, outcome: Outcome) -> bool:
         """Write the outcome of a claimed message; False when the claim was lost (lease expired, re-claimed)."""
@@ -235,8 +300,8 @@ class MessageStore:
         sets = [
             "#s = :status",
             "updated_ts = :ts",
-            "rpt_pk = :rpk",
-            "rpt_sk = :rsk",
+            # No outbox keys: the stream reporter posts the outcome (and puts it in the outbox only if that
+            # fails); an item already in the outbox keeps its keys, so the outbox carries the latest state.
             "rpt_seq = if_not_exists(rpt_seq, :zero) + :one",
             "outcomes = if_not_exists(outcomes, :zero) + :one",
             "history = :history",
@@ -247,8 +312,6 @@ class MessageStore:
             "ts": outcome.ts,
             "zero": 0,
             "one": 1,
-            "rpk": report_pk(claimed.tenant_id, shard_of(claimed.tenant_id, claimed.id)),
-            "rsk": report_sk(outcome.ts * 1000, claimed.tenant_id, claimed.id),
             "sending": MessageStatus.SENDING.value,
             "claims": claimed.claims,
             "history": with_event(
@@ -271,8 +334,20 @@ class MessageStore:
             removes += ["due_pk", "due_ts", "not_before"]
         else:
             not_before = outcome.not_before or outcome.ts
-            sets += ["deferred_ts = :nb", "not_before = :nb", "deferred_reason = :reason", "due_ts = :due"]
-            named.update(nb=not_before, reason=(outcome.reason or "deferred")[:300], due=not_before + 60)
+            # A message enqueued at once has no due entry yet: the sweep is the net of its re-enqueue.
+            sets += [
+                "deferred_ts = :nb",
+                "not_before = :nb",
+                "deferred_reason = :reason",
+                "due_pk = :dpk",
+                "due_ts = :due",
+            ]
+            named.update(
+                nb=not_before,
+                reason=(outcome.reason or "deferred")[:300],
+                dpk=due_pk(due_shard(claimed.tenant_id, claimed.id)),
+                due=not_before + 60,
+            )
         return write_if(
             self._db.update_item,
             TableName=self._table,
@@ -317,7 +392,7 @@ class MessageStore:
             update, named = "SET suspended = :yes REMOVE due_pk, due_ts", {"yes": True}
         else:
             update = "SET due_pk = :dpk, due_ts = :due REMOVE suspended"
-            named = {"dpk": due_pk(shard_of(item["tenant_id"], item["id"])), "due": now + 900}
+            named = {"dpk": due_pk(due_shard(item["tenant_id"], item["id"])), "due": now + 900}
         moved = write_if(
             self._db.update_item,
             TableName=self._table,
@@ -338,10 +413,12 @@ class MessageStore:
             self.contents.release(item["tenant_id"], item["id"], expires_at=now + RETENTION_SECONDS)
         return True
 
-    def delete_acknowledged(self, items: list[dict[str, Any]]) -> int:
+    def delete_acknowledged(self, items: list[dict[str, Any]], *, settled_before: int) -> int:
         """Delete status and content of finished messages whose final outcome the client acknowledged
-        (cleanup). Each status item is deleted only if it is still final and out of the report outbox,
-        so a final report owed since the read is kept with its message. Returns how many were removed."""
+        (cleanup). Each status item is deleted only if it still is acknowledged by the rule of
+        `mailproxy.logic.reports.reported_at` (final, out of the outbox, and this outcome marked reported
+        or older than `settled_before`), so a final report owed since the read is kept with its message.
+        Returns how many were removed."""
         removed = 0
         for item in items:
             deleted = write_if(
@@ -349,13 +426,60 @@ class MessageStore:
                 TableName=self._table,
                 Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
                 ConditionExpression=(
-                    "#s IN (:sent, :error) AND attribute_exists(reported_ts) AND attribute_not_exists(rpt_pk)"
+                    "#s IN (:sent, :error) AND attribute_not_exists(rpt_pk)"
+                    " AND (reported_seq = rpt_seq OR updated_ts < :settled)"
                 ),
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(sent=MessageStatus.SENT.value, error=MessageStatus.ERROR.value),
+                ExpressionAttributeValues=values(
+                    sent=MessageStatus.SENT.value, error=MessageStatus.ERROR.value, settled=settled_before
+                ),
             )
             if not deleted.held:
                 continue
             self._db.delete_item(TableName=self._table, Key={"pk": {"S": item["pk"]}, "sk": {"S": CONTENT_SK}})
             removed += 1
         return removed
+
+    def record_bounce(
+        self,
+        tenant_id: str,
+        message_id: str,
+        *,
+        event: str,
+        fields: dict[str, Any],
+        notice_id: str,
+        report_keys: tuple[str, str],
+        now: int,
+    ) -> bool:
+        """Record what a bounce, complaint or PEC receipt says about a sent message (mailproxy/logic/bounces):
+        its `fields`, an `event` in the history, and the message in the report outbox (`report_keys`:
+        rpt_pk, rpt_sk) as a new outcome. Once per notice: False when the message does not exist or
+        `notice_id` was recorded before (a mail polled again, a run that died before flagging it)."""
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        named: dict[str, Any] = {f"f{i}": value for i, value in enumerate(fields.values())}
+        sets = [f"#f{i} = :f{i}" for i in range(len(fields))] + [
+            "history = list_append(if_not_exists(history, :none), :event)",
+            "rpt_seq = if_not_exists(rpt_seq, :zero) + :one",
+            "rpt_pk = if_not_exists(rpt_pk, :rpk)",
+            "rpt_sk = if_not_exists(rpt_sk, :rsk)",
+            "updated_ts = :now",
+        ]
+        named.update(
+            none=[],
+            event=[{"event": event, "ts": now}],
+            zero=0,
+            one=1,
+            rpk=report_keys[0],
+            rsk=report_keys[1],
+            now=now,
+            notice={notice_id},
+        )
+        return write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": message_pk(tenant_id, message_id)}, "sk": {"S": STATUS_SK}},
+            UpdateExpression=f"SET {', '.join(sets)} ADD notice_ids :notice",
+            ConditionExpression="attribute_exists(pk) AND NOT contains(notice_ids, :notice_id)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values(notice_id=notice_id, **named),
+        ).held

@@ -1,5 +1,6 @@
-"""The report outbox: the sparse `pending_reports` index holds every outcome the client has not yet
-acknowledged, partitioned per tenant (docs/design.md). The reporter reads it and marks what was delivered."""
+"""The report outbox: the sparse `pending_reports` index holds the outcomes whose report the stream reporter
+could not deliver at once (docs/design.md, "Delivery reports"), partitioned per tenant. The stream reporter
+puts them in; the scheduled reporter reads it and marks what was delivered."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from mailproxy.dal.dynamo import DynamoDBClient, all_items, write_if
 from mailproxy.dal.items import from_item, values
-from mailproxy.dal.keys import PENDING_REPORTS_INDEX, SHARDS, STATUS_SK, report_pk
+from mailproxy.dal.keys import PENDING_REPORTS_INDEX, STATUS_SK, report_pk, report_shard, report_shards, report_sk
 from mailproxy.dal.messages import RETENTION_SECONDS
 from mailproxy.models import MessageStatus
 
@@ -31,7 +32,7 @@ class ReportOutbox:
             )
             return every[:limit]
         per_shard = []
-        for shard in range(SHARDS):
+        for shard in report_shards():
             answer = self._db.query(
                 TableName=self._table,
                 IndexName=PENDING_REPORTS_INDEX,
@@ -43,10 +44,32 @@ class ReportOutbox:
         merged = heapq.merge(*per_shard, key=lambda item: item["rpt_sk"])
         return [item for _, item in zip(range(limit), merged, strict=False)]
 
+    def put(self, item: dict[str, Any]) -> bool:
+        """Put an outcome in the outbox (its index keys on the status item), unless a newer outcome was
+        recorded since `item` was read (that one is reported on its own). An item already in the outbox
+        keeps its place, and an outcome the client already acknowledged (a stream record delivered again)
+        does not come back. AWS errors are raised: the caller must not lose the report."""
+        tenant_id, message_id = item["tenant_id"], item["id"]
+        return write_if(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"pk": {"S": item["pk"]}, "sk": {"S": STATUS_SK}},
+            UpdateExpression="SET rpt_pk = if_not_exists(rpt_pk, :rpk), rpt_sk = if_not_exists(rpt_sk, :rsk)",
+            ConditionExpression="rpt_seq = :seq AND (attribute_not_exists(reported_seq) OR reported_seq <> :seq)",
+            ExpressionAttributeValues=values(
+                rpk=report_pk(tenant_id, report_shard(tenant_id, message_id)),
+                rsk=report_sk(int(item["updated_ts"]) * 1000, tenant_id, message_id),
+                seq=item["rpt_seq"],
+            ),
+        ).held
+
     def mark_reported(self, item: dict[str, Any], now: int) -> bool:
-        """Take a report out of the outbox, unless the message changed since it was read."""
+        """Take a report out of the outbox, unless the message changed since it was read. `reported_seq`
+        says which outcome the client acknowledged (`mailproxy.logic.reports.reported_at`)."""
         # Appended, not rewritten from the image read: the outbox image may be older than the item.
-        sets = "SET reported_ts = :now, history = list_append(if_not_exists(history, :none), :event)"
+        sets = (
+            "SET reported_ts = :now, reported_seq = :seq, history = list_append(if_not_exists(history, :none), :event)"
+        )
         named: dict[str, Any] = {
             "now": now,
             "seq": item["rpt_seq"],

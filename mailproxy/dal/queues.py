@@ -34,6 +34,29 @@ class QueueEntry:
         return cls(tenant_id=data["t"], message_id=data["id"], account_id=data["a"], priority=int(data["p"]))
 
 
+@dataclass(frozen=True)
+class ReceivedRecord:
+    """What the sender needs of a received SQS record besides its body: its age and a handle to retry it."""
+
+    sent_at: float  # epoch seconds (the SentTimestamp attribute)
+    receive_count: int  # ApproximateReceiveCount: above 1, an earlier receive did not end in a delete
+    receipt_handle: str
+    queue_arn: str
+
+    @classmethod
+    def from_lambda(cls, record: dict[str, Any]) -> ReceivedRecord | None:
+        """None for a record without its attributes (Lambda always sends them; a hand-made event may not)."""
+        try:
+            return cls(
+                sent_at=int(record["attributes"]["SentTimestamp"]) / 1000,
+                receive_count=int(record["attributes"].get("ApproximateReceiveCount", 1)),
+                receipt_handle=record["receiptHandle"],
+                queue_arn=record["eventSourceARN"],
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
 class DeliveryQueues:
     def __init__(self, sqs: SQSClient, urgent_url: str, bulk_url: str) -> None:
         self._sqs = sqs
@@ -59,6 +82,14 @@ class DeliveryQueues:
                 answer = self._sqs.send_message_batch(QueueUrl=url, Entries=batch)
                 failed.extend(chunk[int(f["Id"])] for f in answer.get("Failed", []))
         return failed
+
+    def retry_after(self, record: ReceivedRecord, seconds: int) -> None:
+        """Make a received record visible again after `seconds` (it is reported as a batch-item failure)."""
+        queue_name = record.queue_arn.rsplit(":", 1)[-1]
+        url = next(u for u in (self.urgent_url, self.bulk_url) if u.rsplit("/", 1)[-1] == queue_name)
+        self._sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=seconds
+        )
 
     def depth(self) -> dict[str, int]:
         result = {}

@@ -8,7 +8,16 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mailproxy.models import DEFAULT_ATTACHMENT_PATH, DEFAULT_SMTP_TIMEOUT, DEFAULT_SYNC_PATH, LargeFileConfig
+from mailproxy.models import (
+    DEFAULT_ATTACHMENT_PATH,
+    DEFAULT_IMAP_FOLDER,
+    DEFAULT_IMAP_PORT,
+    DEFAULT_SMTP_TIMEOUT,
+    DEFAULT_SYNC_PATH,
+    LargeFileConfig,
+)
+
+DEFAULT_BOUNCE_POLL_INTERVAL = 60  # seconds, the original's
 
 
 class Record(BaseModel):
@@ -54,8 +63,19 @@ class StoredAccount(Record):
     limit_per_minute: int | None = None
     limit_per_hour: int | None = None
     limit_per_day: int | None = None
+    limit_per_second: int | None = None
+    max_concurrent: int | None = None
     limit_behavior: str = "defer"
     batch_size: int | None = None
+    suppression: bool = True
+    is_pec_account: bool = False
+    sandbox: bool = False
+    keep_raw_seconds: int | None = None
+    imap_host: str | None = None
+    imap_port: int = DEFAULT_IMAP_PORT
+    imap_user: str | None = None
+    imap_password_enc: str | None = Field(default=None, repr=False)
+    imap_folder: str = DEFAULT_IMAP_FOLDER
 
 
 class StoredClientAuth(Record):
@@ -88,6 +108,7 @@ class StoredTenant(Record):
     api_key_expires_at: int | None = None  # unix seconds; None: the key never expires
     signing_secret_enc: str | None = Field(default=None, repr=False)
     large_file_config: LargeFileConfig | None = None
+    suppression: bool = True
 
     def key_expired(self, now: float) -> bool:
         """The tenant's current API key is past its expiry (at `now`, unix seconds)."""
@@ -104,3 +125,27 @@ class StoredTenant(Record):
     @property
     def attachment_url(self) -> str | None:
         return self.endpoint(self.client_attachment_path)
+
+
+class StoredSuppression(Record):
+    """An address on a tenant's suppression list (`SuppressionStore`)."""
+
+    tenant_id: str
+    address: str = Field(description="the address as last added; `sk` holds its normalized form")
+    reason: str
+    source_message_id: str | None = None
+    ts: int
+
+
+class StoredBounceConfig(Record):
+    """The deployment's bounce mailbox; its password stays encrypted here (`BounceConfigStore.password`)."""
+
+    enabled: bool = False
+    imap_host: str | None = None
+    imap_port: int = DEFAULT_IMAP_PORT
+    imap_user: str | None = None
+    imap_password_enc: str | None = Field(default=None, repr=False)
+    imap_folder: str = DEFAULT_IMAP_FOLDER
+    imap_ssl: bool = True
+    poll_interval: int = DEFAULT_BOUNCE_POLL_INTERVAL
+    return_path: str | None = None

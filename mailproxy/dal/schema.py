@@ -25,7 +25,7 @@ MESSAGES_TABLE_DEFINITION: dict[str, Any] = {
         for name, kind in [
             ("pk", "S"),
             ("sk", "S"),
-            ("tenant_id", "S"),
+            ("tenant_index_pk", "S"),
             ("created_key", "S"),
             ("rpt_pk", "S"),
             ("rpt_sk", "S"),
@@ -34,7 +34,7 @@ MESSAGES_TABLE_DEFINITION: dict[str, Any] = {
         ]
     ],
     "GlobalSecondaryIndexes": [
-        _gsi(BY_TENANT_INDEX, "tenant_id", "created_key", {"ProjectionType": "KEYS_ONLY"}),
+        _gsi(BY_TENANT_INDEX, "tenant_index_pk", "created_key", {"ProjectionType": "KEYS_ONLY"}),
         _gsi(PENDING_REPORTS_INDEX, "rpt_pk", "rpt_sk", {"ProjectionType": "ALL"}),
         _gsi(
             DUE_INDEX,
@@ -44,6 +44,8 @@ MESSAGES_TABLE_DEFINITION: dict[str, Any] = {
         ),
     ],
     "BillingMode": "PAY_PER_REQUEST",
+    # The stream reporter reads outcomes from it (mailproxy/logic/stream_reports.py)
+    "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
 }
 
 CONFIG_TABLE_DEFINITION: dict[str, Any] = {
@@ -65,6 +67,7 @@ class LocalResources:
     urgent_dlq_url: str
     bulk_dlq_url: str
     body_bucket: str
+    jobs_queue_url: str
 
     def environment(self) -> dict[str, str]:
         return {
@@ -73,11 +76,12 @@ class LocalResources:
             "GMP_URGENT_QUEUE_URL": self.urgent_queue_url,
             "GMP_BULK_QUEUE_URL": self.bulk_queue_url,
             "GMP_BODY_BUCKET": self.body_bucket,
+            "GMP_JOBS_QUEUE_URL": self.jobs_queue_url,
         }
 
 
 def create_resources(session: Any, prefix: str = "gmp", visibility_timeout: int = 60) -> LocalResources:
-    """Tables, urgent and bulk queues with their DLQs, and the contents bucket."""
+    """Tables, urgent and bulk queues with their DLQs, the jobs queue, and the contents bucket."""
     dynamodb = session.client("dynamodb")
     sqs = session.client("sqs")
     s3 = session.client("s3")
@@ -99,6 +103,10 @@ def create_resources(session: Any, prefix: str = "gmp", visibility_timeout: int 
             Attributes={"VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive},
         )["QueueUrl"]
         urls[f"{name}-dlq"] = dlq_url
+    # Bulk jobs' continuations (mailproxy/logic/jobs.py): a failed one is re-sent by the job's next call.
+    jobs_queue_url = sqs.create_queue(
+        QueueName=f"{prefix}-jobs", Attributes={"VisibilityTimeout": str(visibility_timeout)}
+    )["QueueUrl"]
     bucket = f"{prefix}-contents"
     s3.create_bucket(Bucket=bucket)
     return LocalResources(
@@ -109,4 +117,5 @@ def create_resources(session: Any, prefix: str = "gmp", visibility_timeout: int 
         urgent_dlq_url=urls["urgent-dlq"],
         bulk_dlq_url=urls["bulk-dlq"],
         body_bucket=bucket,
+        jobs_queue_url=jobs_queue_url,
     )

@@ -29,7 +29,15 @@ if TYPE_CHECKING:
 
 SIGNING_SECRET_PREFIX = "gmps_"  # noqa: S105 - a prefix, not a secret
 _RACE_RETRIES = 20
-_TENANT_FIELDS = ("id", "name", "client_base_url", "client_sync_path", "client_attachment_path", "active")
+_TENANT_FIELDS = (
+    "id",
+    "name",
+    "client_base_url",
+    "client_sync_path",
+    "client_attachment_path",
+    "active",
+    "suppression",
+)
 
 TENANT_PK = "TENANT"
 API_KEY_PK = "APIKEY"

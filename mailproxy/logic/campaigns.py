@@ -7,6 +7,7 @@ from typing import Any
 
 from mailproxy.dal.queues import QueueEntry
 from mailproxy.dal.suspensions import is_suspended
+from mailproxy.logic.reports import STREAM_MAX_LAG_SECONDS, reported_at
 from mailproxy.models import UNSENT_STATUSES, MessageStatus
 from mailproxy.services import Services
 
@@ -29,21 +30,20 @@ def delete_messages(services: Services, tenant_id: str, ids: list[str]) -> dict[
 
 def cleanup_messages(services: Services, tenant_id: str, *, older_than_seconds: int, now: float) -> int:
     """Remove finished messages created over `older_than_seconds` ago whose FINAL outcome the client
-    acknowledged: final status, `reported_ts` set and out of the report outbox (no `rpt_pk`). A message
-    whose deferral was reported and whose final outcome is still owed keeps its place (docs/reliability.md,
-    "Poison reports and tenants")."""
+    acknowledged (`is_acknowledged_final`). A message whose deferral was reported and whose final outcome
+    is still owed keeps its place (docs/reliability.md, "Poison reports and tenants")."""
     done = [
         item
         for item in services.queries.tenant_messages(
             tenant_id, created_before_ms=int((now - older_than_seconds) * 1000)
         )
-        if is_acknowledged_final(item)
+        if is_acknowledged_final(item, now)
     ]
-    return services.messages.delete_acknowledged(done)
+    return services.messages.delete_acknowledged(done, settled_before=int(now - STREAM_MAX_LAG_SECONDS))
 
 
-def is_acknowledged_final(item: dict[str, Any]) -> bool:
-    return MessageStatus(item["status"]).is_final and bool(item.get("reported_ts")) and not item.get("rpt_pk")
+def is_acknowledged_final(item: dict[str, Any], now: float) -> bool:
+    return MessageStatus(item["status"]).is_final and reported_at(item, now) is not None
 
 
 def _matching(services: Services, tenant_id: str, batch_code: str | None) -> list[dict[str, Any]]:

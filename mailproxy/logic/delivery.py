@@ -15,15 +15,17 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mailproxy.config import SENDER_SAFETY_SECONDS
+from mailproxy.dal.connections import ConnectionSlot
 from mailproxy.dal.counters import Tally
 from mailproxy.dal.messages import RETENTION_SECONDS, Outcome
-from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
+from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry, ReceivedRecord
 from mailproxy.dal.ratelimits import Reservation
 from mailproxy.dal.records import ClaimedMessage
 from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed, LargeFiles
 from mailproxy.logic.backoff import retry_delay
 from mailproxy.logic.http_guard import HttpPolicy
 from mailproxy.logic.mime import Download, Envelope, MailAttachment, OutgoingMail, build_message, with_download_links
+from mailproxy.logic.orphans import refused_claim
 from mailproxy.logic.smtp import Outcome as SmtpOutcome
 from mailproxy.logic.smtp import SendResult, SmtpAccount, SmtpPool
 from mailproxy.logic.ssrf import guarded_addresses, parse_allowlist
@@ -37,8 +39,21 @@ class _Account:
     limits: dict[str, int]
     reject_over_limit: bool
     batch_size: int | None
+    limit_per_second: int | None = None  # reserved per message, right before its send
+    max_concurrent: int | None = None
     problem: str | None = None  # why it cannot be used now (its password does not decrypt)
+    sandbox: bool = False  # build, record `sent`, connect to nothing
+    keep_raw_seconds: int | None = None  # keep the MIME of real sends this long (GET /messages/{id}/raw)
 
+
+# The history reason of a sandbox account's `sent`: built and validated, delivered to nobody.
+SANDBOX_REASON = "sandbox: not delivered"
+# A message that finds every connection slot of its account held waits this long: slots free up as the
+# batches holding them end.
+CONNECTION_WAIT_SECONDS = 5
+# How long one message may wait in the batch for a slot of its account's per-second rate before it is deferred.
+MAX_PACING_SECONDS = 2.0
+PACING_TRIES = 4
 
 # The /metrics counter (dal/counters.py) each recorded outcome adds to.
 _COUNTER_OF_STATUS = {MessageStatus.SENT: "sent", MessageStatus.ERROR: "errors", MessageStatus.DEFERRED: "deferred"}
@@ -81,6 +96,8 @@ class BatchDelivery:
         # /metrics counters of the batch, written once per account at the end (close): no write per message.
         self._tally = Tally()
         self._rate_limited: set[tuple[str, str]] = set()
+        # Connection slots (dal/connections.py) held by this batch, None where every slot was held by others.
+        self._connection_slots: dict[tuple[str, str], ConnectionSlot | None] = {}
 
     # -- batch scope ---------------------------------------------------------------------------------
     def prepare(self, entries: list[QueueEntry]) -> None:
@@ -98,10 +115,28 @@ class BatchDelivery:
             self._logger.warning("batch read of contents failed; reading per message", exc_info=True)
 
     def close(self) -> None:
-        self._flush_counters()
-        for reservation in self._reservations.values():
-            self._services.rate_limits.release(reservation)
-        self.pool.close()
+        """Give back what the batch holds; the connection slots on every path, after their connections closed."""
+        try:
+            self._flush_counters()
+            for reservation in self._reservations.values():
+                self._services.rate_limits.release(reservation)
+        finally:
+            try:
+                self.pool.close()
+            finally:
+                self._release_connection_slots()
+
+    def _release_connection_slots(self) -> None:
+        slots, self._connection_slots = self._connection_slots, {}
+        for slot in slots.values():
+            if slot is None:
+                continue
+            try:
+                self._services.connections.release(slot)
+            except Exception:  # its lease runs out by itself
+                self._logger.warning(
+                    "connection slot not released", extra={"account_id": slot.account_id}, exc_info=True
+                )
 
     def _flush_counters(self) -> None:
         """Best effort (dal/counters.py): a failed update is logged there and counted here, the mail stays sent."""
@@ -137,23 +172,32 @@ class BatchDelivery:
             limits={window: limit for window, limit in limits.items() if limit},
             reject_over_limit=stored.limit_behavior == "reject",
             batch_size=stored.batch_size,
+            limit_per_second=stored.limit_per_second,
+            max_concurrent=stored.max_concurrent,
+            sandbox=stored.sandbox,
+            keep_raw_seconds=stored.keep_raw_seconds,
         )
 
     # -- one record ----------------------------------------------------------------------------------
-    def deliver(self, entry: QueueEntry) -> str:
+    def deliver(self, entry: QueueEntry, record: ReceivedRecord | None = None) -> str:
         """Deliver one queued message; returns what happened. Raises only when the record must be retried
         (a failing read or write before the claim or of the outcome: the message is untouched or its lease
-        runs out, and SQS or the sweep brings it back)."""
+        runs out, and SQS or the sweep brings it back; a record that arrived before its message was stored).
+        `record`: the SQS record's age and handle, for a record whose message is not stored."""
         now = int(self._clock())
         if self._must_wait(entry):
             return self._hand_on(entry)
         self._read_content(entry)
-        claimed = self._services.messages.claim(
+        claim = self._services.messages.attempt_claim(
             entry.tenant_id, entry.message_id, now=now, lease_seconds=self._settings.claim_lease_seconds
         )
+        claimed = claim.message
         if claimed is None:
-            self.outcomes["skipped"] += 1
-            return "skipped"  # already claimed, sent, ended, suspended, or not due yet: nothing to do
+            refused = refused_claim(
+                self._services, entry, claim, record, now=self._clock(), logger=self._logger, metrics=self._metrics
+            )
+            self.outcomes[refused] += 1
+            return refused
         outcome = self._deliver_guarded(claimed, now)
         # Outside the guard: a failing outcome write after a 250 must not become a deferral (a second send).
         return self._record(claimed, outcome)
@@ -164,7 +208,13 @@ class BatchDelivery:
             return False
         if account.batch_size and self._attempted[(entry.tenant_id, entry.account_id)] >= account.batch_size:
             return True
-        return self._remaining is not None and self._remaining() < account.smtp.timeout + SENDER_SAFETY_SECONDS
+        return self._time_to_spare(account) < 0
+
+    def _time_to_spare(self, account: _Account) -> float:
+        """What the invocation can spend before it must start the account's last attempt."""
+        if self._remaining is None:
+            return math.inf
+        return self._remaining() - account.smtp.timeout - SENDER_SAFETY_SECONDS
 
     def _hand_on(self, entry: QueueEntry) -> str:
         """The account's share of this invocation, or the invocation's time, is used up: hand the record to
@@ -214,7 +264,23 @@ class BatchDelivery:
             # One timeout per account per batch, not one per message: the rest wait for the next attempt.
             return self._retry_outcome(claimed, now, f"not tried: {self._unreachable[key]} (earlier in this batch)")
         message, envelope = built
-        return self._send(claimed, key, account, message, envelope)
+        refused = self._provider_refusal(claimed, key, account, now)
+        if refused is not None:
+            return refused
+        if account.sandbox:
+            # Built and checked as for a real send; kept for /raw; a failing put must not fail the message.
+            self._keep_raw(claimed, message, now + RETENTION_SECONDS)
+            return Outcome(MessageStatus.SENT, now, reason=SANDBOX_REASON, smtp_attempt=False)
+        outcome = self._send(claimed, key, account, message, envelope)
+        if outcome.status is MessageStatus.SENT and account.keep_raw_seconds:
+            self._keep_raw(claimed, message, outcome.ts + account.keep_raw_seconds)
+        return outcome
+
+    def _keep_raw(self, claimed: ClaimedMessage, message: EmailMessage, keep_until: int) -> None:
+        try:
+            self._services.messages.contents.put_raw(claimed.tenant_id, claimed.id, message.as_bytes(), keep_until)
+        except Exception:  # a debugging copy: its loss never turns a sent message into a retry
+            self._logger.warning("raw message not kept", exc_info=True, extra={"message_id": claimed.id})
 
     def _held_back(self, claimed: ClaimedMessage, key: tuple[str, str], account: _Account, now: int) -> Outcome | None:
         """The account cannot be used now (its password does not decrypt), or its rate limit is reached."""
@@ -245,15 +311,57 @@ class BatchDelivery:
         reservation = self._reservations.get(key)
         if reservation is None or reservation.take():
             return None
-        if account.reject_over_limit:
-            return Outcome(MessageStatus.ERROR, now, error="rate_limit_exceeded", smtp_attempt=False)
-        return Outcome(
-            MessageStatus.DEFERRED,
-            now,
-            not_before=reservation.retry_at or now + 60,
-            reason=f"rate limit: {reservation.limited_by}",
-            smtp_attempt=False,
-        )
+        return _rate_limited(account, now, reservation)
+
+    def _provider_refusal(
+        self, claimed: ClaimedMessage, key: tuple[str, str], account: _Account, now: int
+    ) -> Outcome | None:
+        """The provider's own limits, checked right before the send: a connection slot of the account's
+        `max_concurrent` (held for the rest of the batch), then a slot of its per-second rate. A refused
+        message gives its batch slot back and waits without consuming an attempt."""
+        refused: Outcome | None = None
+        if not self._has_connection_slot(key, account):
+            refused = Outcome(
+                MessageStatus.DEFERRED,
+                now,
+                not_before=now + CONNECTION_WAIT_SECONDS,
+                reason="max_concurrent",
+                smtp_attempt=False,
+            )
+        elif account.limit_per_second:
+            paced = self._paced(key, account, account.limit_per_second)
+            if paced is not None:
+                refused = _rate_limited(account, now, paced)
+                self._rate_limited.add(claimed.key)
+        if refused is not None and key in self._reservations:
+            self._reservations[key].put_back()
+        return refused
+
+    def _has_connection_slot(self, key: tuple[str, str], account: _Account) -> bool:
+        """Acquired before the account's connection is opened, once per batch; a refusal holds for the batch."""
+        if not account.max_concurrent:
+            return True
+        if key not in self._connection_slots:
+            self._connection_slots[key] = self._services.connections.acquire(
+                *key,
+                account.max_concurrent,
+                now=self._clock(),
+                lease_seconds=self._settings.claim_lease_seconds,
+            )
+        return self._connection_slots[key] is not None
+
+    def _paced(self, key: tuple[str, str], account: _Account, limit: int) -> Reservation | None:
+        """One slot of the per-second rate, reserved across every sender; waits in the batch for one while the
+        wait is short and the invocation has time. Returns the last refused reservation if none came."""
+        for _ in range(PACING_TRIES):
+            reservation = self._services.rate_limits.reserve(*key, {"second": limit}, 1, self._clock())
+            if reservation.granted:
+                return None
+            wait = (reservation.retry_at_ms or 0) / 1000 - self._clock()
+            if wait > min(MAX_PACING_SECONDS, self._time_to_spare(account)):
+                return reservation
+            time.sleep(max(wait, 0.0))
+        return reservation
 
     def _mail(self, tenant_id: str, message_id: str, content: dict[str, Any]) -> OutgoingMail:
         """The stored content with its attachments fetched, within the caps that ingestion checked too; an
@@ -262,7 +370,9 @@ class BatchDelivery:
             check_headers_size(content.get("headers") or {})
         except ValueError as exc:
             raise FetchFailed(f"message cannot be built: {exc}", temporary=False) from None
-        budget = self._settings.message_max_bytes - len(content.get("body", "").encode("utf-8", "surrogatepass"))
+        budget = self._settings.message_max_bytes - sum(
+            len((content.get(text) or "").encode("utf-8", "surrogatepass")) for text in ("body", "html")
+        )
         attachments: list[MailAttachment] = []
         downloads: list[Download] = []
         for attachment in content.get("attachments", []):
@@ -276,12 +386,19 @@ class BatchDelivery:
                 limit = self._settings.message_max_bytes
                 raise FetchFailed(f"message larger than {limit} bytes with its attachments", temporary=False)
             attachments.append(
-                MailAttachment(filename=attachment["filename"], content=data, mime_type=attachment.get("mime_type"))
+                MailAttachment(
+                    filename=attachment["filename"],
+                    content=data,
+                    mime_type=attachment.get("mime_type"),
+                    content_id=attachment.get("content_id"),
+                    inline=attachment.get("disposition") == "inline",
+                )
             )
         mail = OutgoingMail(**{**content, "attachments": attachments})
         if downloads:
-            body = with_download_links(mail.body, downloads, html=mail.content_type == "html")
-            mail = mail.model_copy(update={"body": body})
+            body = with_download_links(mail.body, downloads, html=mail.content_type == "html" and mail.html is None)
+            html = with_download_links(mail.html, downloads, html=True) if mail.html is not None else None
+            mail = mail.model_copy(update={"body": body, "html": html})
         return mail
 
     def _send(
@@ -403,6 +520,19 @@ class BatchDelivery:
         if outcome.error or outcome.reason:
             extra["reason"] = outcome.error or outcome.reason
         self._logger.info("message outcome", extra=extra)
+
+
+def _rate_limited(account: _Account, now: int, reservation: Reservation) -> Outcome:
+    """Over a rate limit: wait for a free slot without consuming an attempt, or end ("reject")."""
+    if account.reject_over_limit:
+        return Outcome(MessageStatus.ERROR, now, error="rate_limit_exceeded", smtp_attempt=False)
+    return Outcome(
+        MessageStatus.DEFERRED,
+        now,
+        not_before=reservation.retry_at or now + 60,
+        reason=f"rate limit: {reservation.limited_by}",
+        smtp_attempt=False,
+    )
 
 
 def _ended_unsent(now: int, reason: str) -> Outcome:

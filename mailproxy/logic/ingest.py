@@ -24,6 +24,9 @@ from mailproxy.services import Services
 
 logger = Logger(child=True)
 
+# Messages enqueued, then written, together: a queue record waits for its status item one chunk at most.
+WRITE_CHUNK = 25
+
 
 def _message_id_header(message: MessageIn) -> str:
     if message.message_id:
@@ -84,27 +87,58 @@ def add_messages(
             )
         )
 
-    stored = services.messages.put_batch(new, now=now, enqueue_grace=services.settings.enqueue_grace)
-    queued = stored.queued  # a replaced message is enqueued again: its schedule may have changed
-    queued_keys = {m.key for m in queued}
+    created, replaced = _store_and_enqueue(services, new, now=now)
+    queued_keys = {m.key for m in [*created, *replaced]}
     rejected.extend(
         Rejection(id=m.id, reason="id: already known; not queued again", code=RejectionCode.DUPLICATE)
         for m in new
         if m.key not in queued_keys
     )
-    entries = [
-        QueueEntry(m.tenant_id, m.id, m.account_id, m.priority, delay=max(0, (m.not_before or now) - now))
-        for m in queued
-        if not m.suspended and (m.not_before or now) - now <= MAX_DELAY_SECONDS
-    ]
+    services.counters.count_each("queued", ((m.tenant_id, m.account_id) for m in created))  # /metrics, best effort
+    return AddMessagesResponse(queued=len(queued_keys), rejected=rejected)
+
+
+def _store_and_enqueue(
+    services: Services, new: list[NewMessage], *, now: int
+) -> tuple[list[NewMessage], list[NewMessage]]:
+    """Enqueue first, then write, chunk by chunk: a new message sent at once needs no due entry, since its
+    queue record exists before its status item does (docs/reliability.md, "Lost enqueue"); the chunks keep
+    the time a record can arrive before its item short. A record whose enqueue failed is written with a due
+    entry (the sweep enqueues it later). A replaced message is enqueued after its write, as its record
+    could otherwise arrive while it is held: it keeps a due entry. Returns (created, replaced)."""
+    known = services.messages.known(new)
+    grace = services.settings.enqueue_grace
+    created: list[NewMessage] = []
+    replaced: list[NewMessage] = []
+    for start in range(0, len(new), WRITE_CHUNK):
+        chunk = new[start : start + WRITE_CHUNK]
+        entries = [_queue_entry(m, now) for m in chunk if m.key not in known and _sent_at_once(m, now)]
+        unqueued = _enqueue(services, entries)
+        enqueued = {(e.tenant_id, e.message_id) for e in entries} - unqueued
+        stored = services.messages.put_batch(chunk, now=now, enqueue_grace=grace, known=known, enqueued=enqueued)
+        created.extend(stored.created)
+        replaced.extend(stored.replaced)
+        # A replaced message is enqueued again: its schedule may have changed.
+        _enqueue(services, [_queue_entry(m, now) for m in stored.replaced if _sent_at_once(m, now)])
+    return created, replaced
+
+
+def _sent_at_once(message: NewMessage, now: int) -> bool:
+    """Enqueued at ingestion: not suspended, and due within the longest SQS delay (later ones: the sweep)."""
+    return not message.suspended and (message.not_before or now) - now <= MAX_DELAY_SECONDS
+
+
+def _queue_entry(message: NewMessage, now: int) -> QueueEntry:
+    delay = max(0, (message.not_before or now) - now)
+    return QueueEntry(message.tenant_id, message.id, message.account_id, message.priority, delay=delay)
+
+
+def _enqueue(services: Services, entries: list[QueueEntry]) -> set[tuple[str, str]]:
+    """The keys of the entries SQS did not take; they are stored with a due entry, so the sweep enqueues them."""
     failed = services.queues.enqueue(entries)
     if failed:
-        # Stored durably: the sweep enqueues them once their grace period is over.
         logger.warning("enqueue failed; the sweep will enqueue these later", extra={"count": len(failed)})
-    services.counters.count_each(
-        "queued", ((m.tenant_id, m.account_id) for m in stored.created)
-    )  # /metrics, best effort
-    return AddMessagesResponse(queued=len(queued), rejected=rejected)
+    return {(e.tenant_id, e.message_id) for e in failed}
 
 
 def _validate(

@@ -13,17 +13,19 @@ import mimetypes
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel
 
 from mailproxy.headers import HEADER_NAME, PROTECTED_HEADERS, parse_address
+from mailproxy.logic.bounces.correlation import HEADER as CORRELATION_HEADER
 
 __all__ = [
     "Download",
     "Envelope",
+    "ListUnsubscribe",
     "MailAttachment",
     "OutgoingMail",
     "build_message",
@@ -39,6 +41,15 @@ class MailAttachment(BaseModel):
     filename: str
     content: bytes
     mime_type: str | None = None  # guessed from filename when None, fallback application/octet-stream
+    content_id: str | None = None  # with inline: an image the html references as ``cid:<content_id>``
+    inline: bool = False
+
+
+class ListUnsubscribe(BaseModel):
+    """Where a recipient unsubscribes (RFC 2369); a url makes it one-click (RFC 8058)."""
+
+    url: str | None = None
+    mailto: str | None = None
 
 
 class OutgoingMail(BaseModel):
@@ -51,8 +62,10 @@ class OutgoingMail(BaseModel):
     subject: str
     body: str
     content_type: Literal["plain", "html"] = "plain"
+    html: str | None = None  # with body: multipart/alternative, body as its text part
     headers: dict[str, str] = {}  # extra headers; protected names are ignored
     attachments: list[MailAttachment] = []
+    list_unsubscribe: ListUnsubscribe | None = None
 
 
 class Envelope(NamedTuple):
@@ -142,16 +155,73 @@ def _normalise_message_id(message_id: str) -> str:
     return mid
 
 
+def _set_body(msg: EmailMessage, mail: OutgoingMail) -> MIMEPart | None:
+    """Put the body (and the html alternative) in ``msg``; the html part, which inline images join, or None."""
+    if mail.html is None:
+        msg.set_content(mail.body, subtype=mail.content_type, charset="utf-8", cte=_body_cte(mail.body))
+        return msg if mail.content_type == "html" else None
+    msg.set_content(mail.body, subtype="plain", charset="utf-8", cte=_body_cte(mail.body))
+    msg.add_alternative(mail.html, subtype="html", charset="utf-8", cte=_body_cte(mail.html))
+    *_, html_part = msg.iter_parts()  # msg is now a multipart/alternative: [text, html]
+    return html_part
+
+
+def _attach(msg: EmailMessage, html_part: MIMEPart | None, attachment: MailAttachment) -> None:
+    """An inline attachment joins the html in a multipart/related; any other goes in a multipart/mixed."""
+    maintype, subtype = guess_mime_type(attachment.filename, attachment.mime_type)
+    if not (attachment.inline and attachment.content_id):
+        msg.add_attachment(
+            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename, cte="base64"
+        )
+        return
+    if html_part is None:
+        raise ValueError(f"inline attachment {attachment.filename!r} needs an html body")
+    html_part.add_related(
+        attachment.content,
+        maintype=maintype,
+        subtype=subtype,
+        filename=attachment.filename,
+        cid=_normalise_message_id(attachment.content_id),
+        disposition="inline",
+        cte="base64",
+    )
+
+
+def _set_extra_headers(msg: EmailMessage, headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        key = name.strip().lower()
+        if not HEADER_NAME.match(key):
+            raise ValueError(f"invalid header name {name!r}")
+        # Content-* headers describe the MIME parts the builder makes: never a client's to set.
+        if key in PROTECTED_HEADERS or key.startswith("content-"):
+            continue
+        msg[name.strip()] = value  # a value with CR/LF raises ValueError
+
+
+def _set_list_unsubscribe(msg: EmailMessage, target: ListUnsubscribe) -> None:
+    targets = [f"<{target.url}>"] if target.url else []
+    if target.mailto:
+        targets.append(f"<mailto:{parse_address(target.mailto).addr_spec}>")
+    if not targets:
+        raise ValueError("list_unsubscribe needs a url or a mailto address")
+    msg["List-Unsubscribe"] = ", ".join(targets)
+    if target.url:  # RFC 8058: the receiver may POST to the url, with no further step
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+
+
 def build_message(
-    mail: OutgoingMail, *, message_id: str, date: datetime | None = None
+    mail: OutgoingMail, *, message_id: str, date: datetime | None = None, correlation: str | None = None
 ) -> tuple[EmailMessage, Envelope]:
     """Build the MIME message (``email.policy.SMTP``) and the SMTP envelope of ``mail``.
 
-    text/plain or text/html body (utf-8), multipart/mixed when attachments exist, non-ASCII subject
+    text/plain or text/html body (utf-8); with ``html`` too, multipart/alternative (text first, html
+    last); inline attachments in a multipart/related around the html, the others in a multipart/mixed
+    outside; List-Unsubscribe (+ List-Unsubscribe-Post with a url) from ``list_unsubscribe``; non-ASCII subject
     and display names encoded (RFC 2047), Date (given or now, UTC; a naive datetime is taken as UTC)
     and Message-ID (``<...>`` form) set, Bcc never in the headers, Reply-To when given. Extra headers
     are applied unless their name is protected (see ``PROTECTED_HEADERS``, plus ``Content-*``), which
-    are silently ignored.
+    are silently ignored. ``correlation``: the ``X-Genro-Mail-ID`` value (``logic/bounces/correlation.py``);
+    a client's own header of that name is ignored.
 
     Raises ``ValueError`` on an invalid address, Message-ID, header name or header value (CR/LF).
     """
@@ -174,26 +244,16 @@ def build_message(
         when = when.replace(tzinfo=UTC)
     msg["Date"] = format_datetime(when.astimezone(UTC))
     msg["Message-ID"] = _normalise_message_id(message_id)
+    if correlation is not None:  # X-Genro-Mail-ID (logic/bounces/correlation.py): bounces find the message by it
+        msg[CORRELATION_HEADER] = correlation
 
-    for name, value in mail.headers.items():
-        key = name.strip().lower()
-        if not HEADER_NAME.match(key):
-            raise ValueError(f"invalid header name {name!r}")
-        # Content-* headers describe the MIME parts the builder makes: never a client's to set.
-        if key in PROTECTED_HEADERS or key.startswith("content-"):
-            continue
-        msg[name.strip()] = value  # a value with CR/LF raises ValueError
+    _set_extra_headers(msg, mail.headers)
+    if mail.list_unsubscribe is not None:
+        _set_list_unsubscribe(msg, mail.list_unsubscribe)
 
-    msg.set_content(mail.body, subtype=mail.content_type, charset="utf-8", cte=_body_cte(mail.body))
+    html_part = _set_body(msg, mail)
     for attachment in mail.attachments:
-        maintype, subtype = guess_mime_type(attachment.filename, attachment.mime_type)
-        msg.add_attachment(
-            attachment.content,
-            maintype=maintype,
-            subtype=subtype,
-            filename=attachment.filename,
-            cte="base64",
-        )
+        _attach(msg, html_part, attachment)
 
     recipients: list[str] = []
     seen: set[str] = set()

@@ -1,6 +1,8 @@
-"""Delivery reports (docs/network.md, "The proxy → your application"): POST outcomes not yet acknowledged
-to the client, oldest first within each tenant, in batches; mark them delivered only after a 2xx; a failing
-client stops its own tenant's reports for the run and is retried on the next one.
+"""Delivery reports (docs/network.md, "The proxy → your application"): what a report is and how it is posted
+(payload, auth, signature, the client's reply), shared with the stream reporter (`stream_reports.py`), which
+posts outcomes within seconds; and the scheduled reporter, which POSTs what the stream could not deliver
+(the outbox) to the client, oldest first within each tenant, in batches; marks them delivered only after a
+2xx; a failing client stops its own tenant's reports for the run and is retried on the next one.
 
 The outbox is partitioned per tenant (docs/reliability.md, "Poison reports and tenants") and each tenant is
 read and posted on its own, in a small pool: no tenant's backlog, missing target, failing endpoint or bad
@@ -30,6 +32,7 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from mailproxy.config import Settings
 from mailproxy.dal.records import StoredTenant
 from mailproxy.dal.sync_state import SyncState
 from mailproxy.logic.http_auth import BadCredential, HttpAuth
@@ -85,6 +88,11 @@ def tenant_target(
     )
 
 
+def report_policy(settings: Settings) -> HttpPolicy:
+    """The guarded HTTP client's rules for report posts: https and the SSRF guard in aws mode."""
+    return HttpPolicy(mode=settings.mode, allowlist=parse_allowlist(settings.smtp_host_allowlist))
+
+
 def signature(secret: str, body: bytes, timestamp: int) -> str:
     """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the client recomputes it to verify the origin."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -99,6 +107,25 @@ def is_reportable(item: dict[str, Any]) -> bool:
     half applied) is left for the next run rather than posted empty and taken out of the outbox."""
     status = MessageStatus(item["status"])
     return bool(item.get(_OUTCOME_TS.get(status, "deferred_ts")))
+
+
+# The stream keeps a record 24 h and its event source retries a record until then at most; with the longest
+# invocation on top, an outcome older than this is either delivered or in the outbox (docs/design.md,
+# "Delivery reports").
+STREAM_MAX_LAG_SECONDS = 24 * 3600 + 15 * 60
+
+
+def reported_at(item: dict[str, Any], now: float) -> int | None:
+    """When the client acknowledged the message's current outcome, by the one rule of docs/design.md
+    ("Delivery reports"): the outbox marked this very outcome (`reported_seq` = `rpt_seq`): its mark time;
+    out of the outbox and older than the stream's maximum lag: its outcome time (the stream posted it
+    with no mark, or it is owed nowhere); otherwise None (still owed, or the stream is on it)."""
+    if item.get("rpt_pk") or not item.get("rpt_seq"):
+        return None
+    if item.get("reported_seq") == item["rpt_seq"]:
+        return int(item["reported_ts"])
+    outcome_ts = int(item.get("updated_ts") or 0)
+    return outcome_ts if outcome_ts < now - STREAM_MAX_LAG_SECONDS else None
 
 
 def report_entry(item: dict[str, Any]) -> DeliveryReportItem:
@@ -118,6 +145,9 @@ def report_entry(item: dict[str, Any]) -> DeliveryReportItem:
         error=item.get("error") if status is MessageStatus.ERROR else None,
         deferred_ts=item.get("deferred_ts") if status is MessageStatus.DEFERRED else None,
         deferred_reason=item.get("deferred_reason") if status is MessageStatus.DEFERRED else None,
+        metadata=item.get("metadata"),
+        tags=item.get("tags"),
+        sandbox=item.get("sandbox"),
     )
 
 
@@ -205,6 +235,29 @@ def read_reply(reply: Any, *, now: int, max_defer: int) -> ClientReply:
         not_found=_ids(reply.get("not_found")),
         problem=problem,
     )
+
+
+def take_reply(logger: Logger, tenant_id: str, raw: Any, *, now: int, max_defer: int) -> ClientReply:
+    """`read_reply`, logging what the client got wrong (a `next_sync_after` not taken as sent) and the ids
+    it listed as `error` / `not_found` (the original's rule: acknowledged like the rest; logged so that
+    someone can look)."""
+    reply = read_reply(raw, now=now, max_defer=max_defer)
+    if reply.problem:
+        logger.warning(
+            "the client's next_sync_after was not taken as sent",
+            extra={"tenant_id": tenant_id, "reason": reply.problem, "next_sync_after": reply.next_sync_after},
+        )
+    for name, ids in (("error", reply.errors), ("not_found", reply.not_found)):
+        if ids:
+            logger.warning(
+                f"the client listed reported ids as {name}; they stay reported",
+                extra={
+                    "tenant_id": tenant_id,
+                    "count": len(ids),
+                    "ids": [i[:LOGGED_ID_CHARS] for i in ids[:LOGGED_IDS]],
+                },
+            )
+    return reply
 
 
 def _ids(value: Any) -> list[str]:
@@ -338,9 +391,7 @@ class Reporter:
         self._logger = logger
         self._metrics = metrics
         self._clock = clock
-        self._policy = policy or HttpPolicy(
-            mode=services.settings.mode, allowlist=parse_allowlist(services.settings.smtp_host_allowlist)
-        )
+        self._policy = policy or report_policy(services.settings)
         self._tenants = tenants
 
     def run(self, *, budget_seconds: float, batch_size: int) -> ReportRun:
@@ -524,24 +575,8 @@ class Reporter:
     def _synced(self, result: TenantRun, state: SyncState | None, raw: Any, started: float) -> ClientReply:
         """Read a 2xx reply and keep what it says for the next calls."""
         now = int(started)
-        reply = read_reply(raw, now=now, max_defer=self._services.settings.sync_max_defer)
         tenant_id = result.tenant_id
-        if reply.problem:
-            self._logger.warning(
-                "the client's next_sync_after was not taken as sent",
-                extra={"tenant_id": tenant_id, "reason": reply.problem, "next_sync_after": reply.next_sync_after},
-            )
-        for name, ids in (("error", reply.errors), ("not_found", reply.not_found)):
-            if ids:
-                # The original's rule: these are acknowledged like the rest; logged so that someone can look.
-                self._logger.warning(
-                    f"the client listed reported ids as {name}; they stay marked reported",
-                    extra={
-                        "tenant_id": tenant_id,
-                        "count": len(ids),
-                        "ids": [i[:LOGGED_ID_CHARS] for i in ids[:LOGGED_IDS]],
-                    },
-                )
+        reply = take_reply(self._logger, tenant_id, raw, now=now, max_defer=self._services.settings.sync_max_defer)
         result.client_errors += len(reply.errors)
         result.client_not_found += len(reply.not_found)
         result.again = result.again or reply.queued > 0

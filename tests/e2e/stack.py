@@ -76,8 +76,8 @@ def local_stack(env: dict[str, str] | None = None, *, senders: int = 2) -> Itera
             try:
                 if requests.get(stack.url + "/health", timeout=1).ok:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or still importing on a busy machine: the deadline decides
             if time.monotonic() > deadline:
                 raise RuntimeError("local stack did not start:\n" + "".join(stack.output))
             time.sleep(0.2)

@@ -61,6 +61,28 @@ class Synthesis:
         assert len(matches) == 1, f"expected one function with handler {handler}, found {len(matches)}"
         return matches[0]
 
+    def event_source_mappings(self, handler: str) -> list[dict[str, Any]]:
+        """The properties of the event source mappings that trigger the function with `handler`."""
+        function_id, _ = self.function(handler)
+        return [
+            mapping["Properties"]
+            for mapping in self.resources("AWS::Lambda::EventSourceMapping").values()
+            if mapping["Properties"]["FunctionName"] == {"Ref": function_id}
+        ]
+
+    def work_queues(self) -> set[str]:
+        """Logical ids of the work queues (urgent, bulk): the queues the sender consumes. The jobs queue has a
+        dead-letter queue too, but is no work queue."""
+        return {m["EventSourceArn"]["Fn::GetAtt"][0] for m in self.event_source_mappings(SENDER_HANDLER)}
+
+    def dead_letter_queues(self) -> set[str]:
+        """Logical ids of the queues that some queue's redrive policy names."""
+        return {
+            queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            for queue in self.resources("AWS::SQS::Queue").values()
+            if "RedrivePolicy" in queue["Properties"]
+        }
+
     def role_statements(self, handler: str) -> list[dict[str, Any]]:
         """Every IAM statement attached (inline) to the role of the function with `handler`."""
         _, function = self.function(handler)

@@ -1,4 +1,4 @@
-"""The three functions: handlers, runtime, environment (docs/design.md), packaging, tracing, logs."""
+"""The six functions: handlers, runtime, environment (docs/design.md), packaging, tracing, logs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Match
 
+from stacks.bouncer import HANDLER as BOUNCER_HANDLER
 from stacks.build_layer import PYTHON_VERSION
+from stacks.jobs import HANDLER as JOBS_HANDLER
+from stacks.stream_reporter import HANDLER as STREAM_HANDLER
 from tests.infrastructure.conftest import API_HANDLER, REPORTER_HANDLER, SENDER_HANDLER, Synthesis
 
-HANDLERS = [API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER]
+HANDLERS = [API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER, STREAM_HANDLER, JOBS_HANDLER, BOUNCER_HANDLER]
 
 COMMON_ENV = {
     "GMP_MODE",
@@ -23,17 +26,29 @@ COMMON_ENV = {
     "GMP_SENDER_TIMEOUT",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
+    "GMP_JOBS_QUEUE_URL",
+    "GMP_JOB_INLINE_BUDGET",
+    "GMP_DUE_SHARDS",
+    "GMP_REPORT_SHARDS",
+    "GMP_TENANT_INDEX_SHARDS",
 }
+REPORTING_ENV = {"GMP_CLIENT_SYNC_SECRET_ARN", "GMP_CLIENT_SYNC_URL", "GMP_KMS_KEY_ID"}
 ENV_BY_HANDLER = {
     API_HANDLER: COMMON_ENV
-    | {"GMP_BODY_BUCKET", "GMP_KMS_KEY_ID", "GMP_API_TOKEN_SECRET_ARN", "GMP_REPORTER_FUNCTION_NAME"},
-    SENDER_HANDLER: COMMON_ENV | {"GMP_BODY_BUCKET", "GMP_KMS_KEY_ID", "GMP_ATTACHMENT_BUCKETS", "GMP_LEASE_SECONDS"},
-    REPORTER_HANDLER: COMMON_ENV | {"GMP_CLIENT_SYNC_SECRET_ARN", "GMP_CLIENT_SYNC_URL", "GMP_KMS_KEY_ID"},
+    | {"GMP_BODY_BUCKET", "GMP_KMS_KEY_ID", "GMP_API_TOKEN_SECRET_ARN", "GMP_REPORTER_FUNCTION_NAME"}
+    | {"GMP_CORRELATION_SECRET_ARN"},  # verifies unsubscribe links
+    SENDER_HANDLER: COMMON_ENV
+    | {"GMP_BODY_BUCKET", "GMP_KMS_KEY_ID", "GMP_ATTACHMENT_BUCKETS", "GMP_LEASE_SECONDS"}
+    | {"GMP_CORRELATION_SECRET_ARN"},  # signs X-Genro-Mail-ID
+    REPORTER_HANDLER: COMMON_ENV | REPORTING_ENV,
+    STREAM_HANDLER: COMMON_ENV | REPORTING_ENV,
+    JOBS_HANDLER: COMMON_ENV | {"GMP_BODY_BUCKET"},
+    BOUNCER_HANDLER: COMMON_ENV | {"GMP_KMS_KEY_ID", "GMP_CORRELATION_SECRET_ARN"},  # IMAP passwords; verifies ids
 }
 
 
-def test_stack_has_exactly_the_three_functions(synth: Synthesis) -> None:
-    synth.template.resource_count_is("AWS::Lambda::Function", 3)
+def test_stack_has_exactly_the_six_functions(synth: Synthesis) -> None:
+    synth.template.resource_count_is("AWS::Lambda::Function", len(HANDLERS))
     for handler in HANDLERS:
         synth.function(handler)
 
@@ -87,8 +102,9 @@ def test_environment_points_at_the_stack_resources(synth: Synthesis) -> None:
     assert env["GMP_REPORTER_FUNCTION_NAME"] == {"Ref": reporter_id}
 
 
-def test_client_sync_url_comes_from_context(synth: Synthesis) -> None:
-    _, reporter = synth.function(REPORTER_HANDLER)
+@pytest.mark.parametrize("handler", [REPORTER_HANDLER, STREAM_HANDLER])
+def test_client_sync_url_comes_from_context(synth: Synthesis, handler: str) -> None:
+    _, reporter = synth.function(handler)
     env = reporter["Properties"]["Environment"]["Variables"]
     assert env["GMP_CLIENT_SYNC_URL"] == synth.context["client_sync_url"]
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from stacks.bouncer import HANDLER as BOUNCER_HANDLER
+from stacks.jobs import HANDLER as JOBS_HANDLER
+from stacks.stream_reporter import HANDLER as STREAM_HANDLER
 from tests.infrastructure.conftest import (
     API_HANDLER,
     REPORTER_HANDLER,
@@ -48,16 +51,12 @@ def _tables(synth: Synthesis) -> tuple[str, str]:
     return messages, config
 
 
-def _work_queues(synth: Synthesis) -> set[str]:
-    return {k for k, q in synth.resources("AWS::SQS::Queue").items() if "RedrivePolicy" in q["Properties"]}
-
-
 def _actions_on(statements: list[dict[str, Any]], logical_id: str) -> set[str]:
     return actions_of([s for s in statements if logical_id in _resource_ids(s)])
 
 
 def test_no_statement_allows_a_wildcard_action(synth: Synthesis) -> None:
-    for handler in (API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER):
+    for handler in (API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER, STREAM_HANDLER):
         for action in actions_of(synth.role_statements(handler)):
             assert "*" not in action, f"{handler}: {action}"
 
@@ -69,7 +68,7 @@ def test_only_xray_is_granted_on_every_resource(synth: Synthesis) -> None:
 
 
 def test_each_function_writes_only_its_own_log_group(synth: Synthesis) -> None:
-    for handler in (API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER):
+    for handler in (API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER, STREAM_HANDLER):
         _, function = synth.function(handler)
         group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         logs = statements_with(synth.role_statements(handler), "logs:")
@@ -88,7 +87,7 @@ def test_api_reads_and_writes_both_tables_and_sends_to_both_queues(synth: Synthe
     statements = synth.role_statements(API_HANDLER)
     for table in _tables(synth):
         assert _actions_on(statements, table) >= DYNAMODB_READ | DYNAMODB_WRITE
-    for queue in _work_queues(synth):
+    for queue in synth.work_queues():
         assert {"sqs:SendMessage", "sqs:GetQueueAttributes"} <= _actions_on(statements, queue)
         assert "sqs:ReceiveMessage" not in _actions_on(statements, queue)
 
@@ -107,12 +106,13 @@ def test_api_reads_and_writes_only_the_contents_prefix_of_the_bucket(synth: Synt
         assert "/contents/*" in str(statement["Resource"])
 
 
-def test_api_reads_only_the_api_token_secret(synth: Synthesis) -> None:
+def test_api_reads_only_the_api_token_and_correlation_secrets(synth: Synthesis) -> None:
     _, api = synth.function(API_HANDLER)
-    token_secret = api["Properties"]["Environment"]["Variables"]["GMP_API_TOKEN_SECRET_ARN"]["Ref"]
+    variables = api["Properties"]["Environment"]["Variables"]
+    named = {variables["GMP_API_TOKEN_SECRET_ARN"]["Ref"], variables["GMP_CORRELATION_SECRET_ARN"]["Ref"]}
     secrets = statements_with(synth.role_statements(API_HANDLER), "secretsmanager:")
     assert actions_of(secrets) == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
-    assert set().union(*(_resource_ids(s) for s in secrets)) == {token_secret}
+    assert set().union(*(_resource_ids(s) for s in secrets)) == named
 
 
 def test_api_can_invoke_the_reporter_only(synth: Synthesis) -> None:
@@ -134,13 +134,18 @@ def test_sender_reads_the_bucket_and_deletes_only_contents_of_ended_messages(syn
     assert actions_of(s3) == {"s3:GetObject", "s3:DeleteObject", "s3:PutObject", "s3:PutObjectTagging"}
     for statement in s3:
         writes = {"s3:PutObject", "s3:PutObjectTagging"} & set(actions_of([statement]))
-        # Writes only large attachments offloaded for download (a tenant's large-file `rewrite`).
-        assert ("/contents/downloads/*" if writes else "/contents/*") in str(statement["Resource"])
+        # Writes only large attachments offloaded for download (a tenant's large-file `rewrite`) and the raw
+        # MIME of sandbox messages.
+        resource = str(statement["Resource"])
+        if writes:
+            assert "/contents/downloads/*" in resource or "/contents/raw/*" in resource
+        else:
+            assert "/contents/*" in resource
 
 
 def test_sender_consumes_and_re_enqueues_on_both_queues(synth: Synthesis) -> None:
     statements = synth.role_statements(SENDER_HANDLER)
-    for queue in _work_queues(synth):
+    for queue in synth.work_queues():
         assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage"} <= (
             _actions_on(statements, queue)
         )
@@ -153,7 +158,10 @@ def test_sender_and_reporter_read_no_api_token(synth: Synthesis) -> None:
     token_secret = api["Properties"]["Environment"]["Variables"]["GMP_API_TOKEN_SECRET_ARN"]["Ref"]
     for handler in (SENDER_HANDLER, REPORTER_HANDLER):
         assert not _actions_on(synth.role_statements(handler), token_secret)
-    assert not statements_with(synth.role_statements(SENDER_HANDLER), "secretsmanager:")
+    _, sender = synth.function(SENDER_HANDLER)
+    correlation = sender["Properties"]["Environment"]["Variables"]["GMP_CORRELATION_SECRET_ARN"]["Ref"]
+    secrets = statements_with(synth.role_statements(SENDER_HANDLER), "secretsmanager:")
+    assert set().union(*(_resource_ids(s) for s in secrets)) == {correlation}  # signs X-Genro-Mail-ID only
 
 
 def test_reporter_has_no_s3_and_only_decrypts_tenant_secrets(synth: Synthesis) -> None:
@@ -176,7 +184,7 @@ def test_reporter_writes_messages_but_in_config_only_the_sync_state(synth: Synth
 
 def test_reporter_sends_to_both_queues_and_consumes_neither(synth: Synthesis) -> None:
     statements = synth.role_statements(REPORTER_HANDLER)
-    for queue in _work_queues(synth):
+    for queue in synth.work_queues():
         actions = _actions_on(statements, queue)
         assert "sqs:SendMessage" in actions
         assert "sqs:ReceiveMessage" not in actions and "sqs:DeleteMessage" not in actions
@@ -191,7 +199,8 @@ def test_reporter_reads_only_the_client_sync_secret(synth: Synthesis) -> None:
 
 
 def test_no_function_touches_the_dead_letter_queues(synth: Synthesis) -> None:
-    dlqs = _ids(synth, "AWS::SQS::Queue") - _work_queues(synth)
-    for handler in (API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER):
+    dlqs = synth.dead_letter_queues()
+    assert len(dlqs) == 3
+    for handler in (API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER, STREAM_HANDLER, JOBS_HANDLER, BOUNCER_HANDLER):
         for dlq in dlqs:
             assert not _actions_on(synth.role_statements(handler), dlq)

@@ -1,9 +1,12 @@
-"""Alarms (DLQ depth, sender errors, oldest message age, report failures, API 5xx) to SNS; a dashboard."""
+"""Alarms (DLQ depth, sender errors, oldest message age, report failures, the stream reporter's lag and errors,
+API 5xx) to SNS; a dashboard."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from stacks.monitoring import STREAM_ITERATOR_AGE_ALARM_SECONDS
+from stacks.stream_reporter import HANDLER as STREAM_HANDLER
 from tests.infrastructure.conftest import SENDER_HANDLER, Synthesis
 
 
@@ -25,14 +28,9 @@ def _dimension_refs(alarm: dict[str, Any]) -> set[str]:
     return refs
 
 
-def _queue_ids(synth: Synthesis) -> tuple[set[str], set[str]]:
-    queues = synth.resources("AWS::SQS::Queue")
-    work = {k for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
-    return work, set(queues) - work
-
-
 def test_each_dead_letter_queue_has_a_depth_alarm(synth: Synthesis) -> None:
-    _, dlqs = _queue_ids(synth)
+    dlqs = synth.dead_letter_queues()
+    assert len(dlqs) == 3  # urgent, bulk, jobs
     alarms = _alarms_on(synth, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
     covered: set[str] = set()
     for alarm in alarms:
@@ -43,7 +41,7 @@ def test_each_dead_letter_queue_has_a_depth_alarm(synth: Synthesis) -> None:
 
 
 def test_each_work_queue_has_an_oldest_message_age_alarm(synth: Synthesis) -> None:
-    work, _ = _queue_ids(synth)
+    work = synth.work_queues()
     alarms = _alarms_on(synth, "AWS/SQS", "ApproximateAgeOfOldestMessage")
     assert set().union(*(_dimension_refs(a) for a in alarms)) == work
     assert all(a["Threshold"] == synth.context["oldest_message_alarm_seconds"] for a in alarms)
@@ -53,6 +51,15 @@ def test_sender_errors_raise_an_alarm(synth: Synthesis) -> None:
     sender_id, _ = synth.function(SENDER_HANDLER)
     alarms = [a for a in _alarms_on(synth, "AWS/Lambda", "Errors") if sender_id in _dimension_refs(a)]
     assert len(alarms) == 1
+
+
+def test_stream_reporter_lag_and_errors_raise_alarms(synth: Synthesis) -> None:
+    function_id, _ = synth.function(STREAM_HANDLER)
+    (lag,) = [a for a in _alarms_on(synth, "AWS/Lambda", "IteratorAge") if function_id in _dimension_refs(a)]
+    assert lag["Statistic"] == "Maximum"
+    assert lag["Threshold"] == STREAM_ITERATOR_AGE_ALARM_SECONDS * 1000  # IteratorAge is in milliseconds
+    errors = [a for a in _alarms_on(synth, "AWS/Lambda", "Errors") if function_id in _dimension_refs(a)]
+    assert len(errors) == 1 and errors[0]["Threshold"] == 1
 
 
 def test_report_failures_emf_metric_raises_an_alarm(synth: Synthesis) -> None:
@@ -69,7 +76,7 @@ def test_api_5xx_raise_an_alarm(synth: Synthesis) -> None:
 def test_every_alarm_notifies_the_sns_topic(synth: Synthesis) -> None:
     (topic_id,) = synth.resources("AWS::SNS::Topic")
     alarms = _alarms(synth)
-    assert len(alarms) == 7
+    assert len(alarms) == 10
     for alarm in alarms:
         assert {"Ref": topic_id} in alarm["AlarmActions"]
         assert alarm["TreatMissingData"] == "notBreaching"

@@ -1,24 +1,28 @@
-"""Queues: urgent and bulk, each with a DLQ; the sender consumes both with partial batch failures."""
+"""Queues: urgent and bulk, each with a DLQ; the sender consumes both with partial batch failures. The jobs
+queue and its DLQ are tests/infrastructure/test_jobs.py's."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from stacks.jobs import HANDLER as JOBS_HANDLER
 from tests.infrastructure.conftest import SENDER_HANDLER, Synthesis
 
 
 def _work_queues(synth: Synthesis) -> dict[str, dict[str, Any]]:
-    return {k: q for k, q in synth.resources("AWS::SQS::Queue").items() if "RedrivePolicy" in q["Properties"]}
-
-
-def test_there_are_two_work_queues_and_two_dead_letter_queues(synth: Synthesis) -> None:
     queues = synth.resources("AWS::SQS::Queue")
-    assert len(queues) == 4
-    work = _work_queues(synth)
-    assert len(work) == 2
-    dlq_ids = {q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for q in work.values()}
-    assert len(dlq_ids) == 2  # one DLQ each, not shared
-    assert dlq_ids == set(queues) - set(work)
+    return {k: queues[k] for k in synth.work_queues()}
+
+
+def test_there_are_two_work_queues_and_a_jobs_queue_each_with_its_own_dead_letter_queue(synth: Synthesis) -> None:
+    queues = synth.resources("AWS::SQS::Queue")
+    assert len(queues) == 6
+    sources = {k for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
+    assert len(sources) == 3
+    assert len(_work_queues(synth)) == 2 and set(_work_queues(synth)) < sources  # the third: the jobs queue
+    dlq_ids = {queues[k]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for k in sources}
+    assert len(dlq_ids) == 3  # one DLQ each, not shared
+    assert dlq_ids == set(queues) - sources
 
 
 def test_every_work_queue_redrives_after_max_receive_count(synth: Synthesis) -> None:
@@ -56,17 +60,15 @@ def test_dead_letter_queues_keep_messages_longer_than_their_sources(synth: Synth
 
 
 def test_sender_consumes_both_queues_in_batches_reporting_item_failures(synth: Synthesis) -> None:
-    sender_id, _ = synth.function(SENDER_HANDLER)
-    mappings = list(synth.resources("AWS::Lambda::EventSourceMapping").values())
+    mappings = synth.event_source_mappings(SENDER_HANDLER)
     assert len(mappings) == 2
     sources = set()
-    for mapping in mappings:
-        props = mapping["Properties"]
-        assert props["FunctionName"] == {"Ref": sender_id}
+    for props in mappings:
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert props["BatchSize"] == 10
         assert props["MaximumBatchingWindowInSeconds"] >= 1
         # sender_max_concurrency (the tests' 6): a burst opens at most that many SMTP sessions per queue
         assert props["ScalingConfig"] == {"MaximumConcurrency": synth.context["sender_max_concurrency"]}
         sources.add(props["EventSourceArn"]["Fn::GetAtt"][0])
-    assert sources == set(_work_queues(synth))
+    (jobs_queue,) = [m["EventSourceArn"]["Fn::GetAtt"][0] for m in synth.event_source_mappings(JOBS_HANDLER)]
+    assert len(sources) == 2 and jobs_queue not in sources

@@ -7,13 +7,14 @@ import json
 from tests.infrastructure.conftest import Synthesis
 
 
-def test_api_token_is_generated_as_a_plain_string_of_at_least_32_chars(synth: Synthesis) -> None:
+def test_api_token_and_correlation_key_are_generated_as_plain_strings_of_at_least_32_chars(synth: Synthesis) -> None:
     secrets = list(synth.resources("AWS::SecretsManager::Secret").values())
-    assert len(secrets) == 2
+    assert len(secrets) == 3  # the API token, the correlation key, the client-sync credentials
     generated = [s["Properties"]["GenerateSecretString"] for s in secrets if "GenerateSecretString" in s["Properties"]]
-    assert len(generated) == 1
-    assert generated[0]["PasswordLength"] >= 32
-    assert "SecretStringTemplate" not in generated[0]  # a plain string: the token itself
+    assert len(generated) == 2
+    for spec in generated:
+        assert spec["PasswordLength"] >= 32
+        assert "SecretStringTemplate" not in spec  # a plain string: the key itself
 
 
 def test_client_sync_secret_starts_as_an_empty_json_object(synth: Synthesis) -> None:

@@ -38,7 +38,7 @@ def test_messages_table_has_the_three_design_indexes(synth: Synthesis) -> None:
     def keys(name: str) -> list[tuple[str, str]]:
         return [(k["AttributeName"], k["KeyType"]) for k in indexes[name]["KeySchema"]]
 
-    assert keys("by_tenant") == [("tenant_id", "HASH"), ("created_key", "RANGE")]
+    assert keys("by_tenant") == [("tenant_index_pk", "HASH"), ("created_key", "RANGE")]  # <tenant>#<shard>
     assert indexes["by_tenant"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert keys("pending_reports") == [("rpt_pk", "HASH"), ("rpt_sk", "RANGE")]
     assert indexes["pending_reports"]["Projection"] == {"ProjectionType": "ALL"}
@@ -50,7 +50,7 @@ def test_messages_table_has_the_three_design_indexes(synth: Synthesis) -> None:
     assert types == {
         "pk": "S",
         "sk": "S",
-        "tenant_id": "S",
+        "tenant_index_pk": "S",
         "created_key": "S",
         "rpt_pk": "S",
         "rpt_sk": "S",

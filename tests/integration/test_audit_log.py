@@ -34,7 +34,8 @@ def _state_changing_routes() -> list[tuple[str, str]]:
     return found
 
 
-STATE_CHANGING = _state_changing_routes()
+UNSUBSCRIBE = ("POST", "/unsubscribe/{token}")  # unauthenticated: the signed token in the link is the credential
+STATE_CHANGING = [route for route in _state_changing_routes() if route != UNSUBSCRIBE]
 
 
 def concrete(template: str) -> str:
@@ -81,6 +82,20 @@ def test_a_call_without_a_token_is_logged_as_anonymous_with_its_401(
     assert api.request(method, concrete(template), json={}).status_code == 401
     [entry] = entries(services)
     assert (entry.route, entry.status, entry.caller, entry.caller_tenant_id) == (template, 401, "anonymous", None)
+
+
+def test_an_unsubscribe_call_is_logged_as_anonymous_without_its_token(api: TestClient, services: Services) -> None:
+    assert UNSUBSCRIBE in _state_changing_routes()
+    token = "a-forged-token-that-must-not-be-logged"
+    assert api.post(f"/unsubscribe/{token}").status_code == 404
+    [entry] = entries(services)
+    assert (entry.route, entry.status, entry.caller, entry.summary["path"]) == (
+        UNSUBSCRIBE[1],
+        404,
+        "anonymous",
+        {"token": "***"},
+    )
+    assert token not in raw_audit_items(services)
 
 
 def test_get_routes_and_unknown_paths_leave_no_entry(api: TestClient, services: Services, acme: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ from mailproxy.services import Services
 from tests.conftest import AUTH, account_payload, message_payload
 from tests.integration.test_sender import drain, status
 from tests.smtp_servers import SinkFactory
+from tests.streams import drain_to_outbox
 
 
 def post(api: TestClient, *messages: dict[str, object], **extra: object) -> dict[str, object]:
@@ -73,6 +74,7 @@ def test_cleanup_removes_finished_reported_messages_only(api: TestClient, servic
     from mailproxy.models import MessageStatus
 
     services.messages.record(claimed, Outcome(MessageStatus.SENT, int(time.time())))
+    drain_to_outbox(services)  # its client was down: the report waits in the outbox
     [report] = services.outbox.pending(10)
     assert api.post("/commands/cleanup-messages", headers=AUTH, json={"older_than_seconds": 0}).json()["removed"] == 0
     services.outbox.mark_reported(report, int(time.time()))

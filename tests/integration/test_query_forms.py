@@ -14,6 +14,7 @@ from mailproxy.logic import campaigns, ingest
 from mailproxy.models import AddMessagesRequest, MessageStatus
 from mailproxy.services import Services
 from tests.conftest import AUTH, account_payload, message_payload
+from tests.streams import drain_to_outbox
 
 TENANTS = ("default", "acme")
 DAY = 86400
@@ -46,6 +47,7 @@ def _finish_and_acknowledge(services: Services, tenant: str, message_id: str) ->
     claimed = services.messages.claim(tenant, message_id, now=int(time.time()), lease_seconds=60)
     assert claimed is not None
     services.messages.record(claimed, Outcome(MessageStatus.SENT, int(time.time())))
+    drain_to_outbox(services)
     for report in services.outbox.pending(10):
         services.outbox.mark_reported(report, int(time.time()))
 

@@ -17,7 +17,7 @@ from functions.reporter import handler as reporter_handler
 from mailproxy.config import Settings
 from mailproxy.config import settings as cached_settings
 from mailproxy.dal.items import to_item
-from mailproxy.dal.keys import STATUS_SK, message_pk, report_pk, report_sk, shard_of
+from mailproxy.dal.keys import STATUS_SK, message_pk, report_pk, report_shard, report_sk
 from mailproxy.dal.messages import NewMessage, Outcome
 from mailproxy.logic.reports import Reporter, ReportTarget
 from mailproxy.models import MessageStatus
@@ -25,6 +25,7 @@ from mailproxy.observability import logger, metrics
 from mailproxy.services import Services
 from mailproxy_local.lambda_context import LocalLambdaContext
 from tests.report_server import ReportEndpoint, report_endpoint
+from tests.streams import drain_to_outbox
 
 SEED_FIELDS = {"id", "account_id", "priority", "sent_ts", "error_ts", "error", "deferred_ts"}
 ENTRY_FIELDS = SEED_FIELDS | {"tenant_id"}  # every entry names its tenant (docs/tenants.md)
@@ -37,6 +38,19 @@ def client() -> Iterator[ReportEndpoint]:
 
 
 def seed_outcomes(
+    services: Services,
+    count: int,
+    status: MessageStatus = MessageStatus.SENT,
+    prefix: str = "m",
+    tenant_id: str = "default",
+) -> None:
+    """`record_outcomes`, then into the outbox through the stream reporter, as when their client could not
+    be reached (the scheduled reporter's starting point)."""
+    record_outcomes(services, count, status, prefix, tenant_id)
+    drain_to_outbox(services)
+
+
+def record_outcomes(
     services: Services,
     count: int,
     status: MessageStatus = MessageStatus.SENT,
@@ -85,7 +99,7 @@ def seed_sent_in_bulk(services: Services, count: int) -> None:
                     "sent_ts": now,
                     "claims": 1,
                     "attempts": 1,
-                    "rpt_pk": report_pk("default", shard_of("default", message_id)),
+                    "rpt_pk": report_pk("default", report_shard("default", message_id)),
                     "rpt_sk": report_sk(now * 1000 + n, "default", message_id),
                     "rpt_seq": 1,
                 }
@@ -211,6 +225,7 @@ def test_deferred_report_goes_first_and_the_final_one_later(services: Services, 
     claimed = services.messages.claim("default", "m0", now=int(time.time()), lease_seconds=60)
     assert claimed is not None
     services.messages.record(claimed, Outcome(MessageStatus.SENT, int(time.time())))
+    drain_to_outbox(services)
     run(services, ReportTarget(client.url))
     first, second = client.items()
     assert first["deferred_ts"] and not first["sent_ts"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rehearsal.rehearse import Result, rehearse
+from rehearsal.rehearse import SCENARIO_FUNCTIONS, Result, rehearse
 from rehearsal.template import StackTemplate
 
 
@@ -19,11 +19,22 @@ def test_the_stack_runs_end_to_end_under_its_own_roles(rehearsal: Result) -> Non
     assert rehearsal.ok, rehearsal.render()
     assert rehearsal.smtp_messages == 2
     assert {item["id"] for item in rehearsal.reports} == {"REHEARSAL-1", "REHEARSAL-2"}
-    assert set(rehearsal.functions) >= {"api", "sender", "reporter"}
-    for name, run in rehearsal.functions.items():
-        assert run.calls, f"{name} made no AWS call"
+    assert set(rehearsal.functions) >= {*SCENARIO_FUNCTIONS, "jobs"}
+    for name in SCENARIO_FUNCTIONS:
+        assert rehearsal.functions[name].calls, f"{name} made no AWS call"
+    for run in rehearsal.functions.values():
         assert all(call.error is None for call in run.calls), [c for c in run.calls if c.error]
         assert all(item.reason for item in run.unused)
+
+
+def test_the_sent_reports_come_from_the_stream_under_the_stream_reporters_role(rehearsal: Result) -> None:
+    stream_reporter = rehearsal.functions["stream_reporter"]
+    read = {call.action for call in stream_reporter.calls if call.origin == "event source mapping"}
+    assert {"dynamodb:GetShardIterator", "dynamodb:GetRecords"} <= read
+    assert any(
+        call.action == "secretsmanager:GetSecretValue" and call.origin == "code" for call in stream_reporter.calls
+    )
+    assert "stream_reporter <- stream batch of 2: 0 failed" in rehearsal.steps
 
 
 def test_every_call_was_made_with_the_functions_own_credentials(rehearsal: Result) -> None:
@@ -57,10 +68,10 @@ def _statements_of(template: StackTemplate, function: str) -> list[dict[str, Any
 @pytest.fixture(scope="module")
 def broken(stack_template: StackTemplate, report_url: str) -> tuple[Result, dict[str, str]]:
     """One run of a copy of the template broken three ways (one run: the rehearsal takes seconds):
-    the reporter's grant on its secret removed, an api variable renamed, the sender's bucket read scoped
-    to another prefix."""
+    the stream reporter's grant on its secret removed, an api variable renamed, the sender's bucket read
+    scoped to another prefix."""
     template = stack_template.copy()
-    for _, document in template.role_policies(template.function("reporter").role_id):
+    for _, document in template.role_policies(template.function("stream_reporter").role_id):
         document["Statement"] = [s for s in document["Statement"] if "secretsmanager:GetSecretValue" not in s["Action"]]
     api = template.function("api")
     variables = template.properties(api.logical_id)["Environment"]["Variables"]
@@ -79,10 +90,10 @@ def broken(stack_template: StackTemplate, report_url: str) -> tuple[Result, dict
 
 def test_a_removed_grant_fails_with_the_function_action_and_resource(broken: tuple[Result, dict[str, str]]) -> None:
     result, _ = broken
-    problem = next(p for p in result.problems if p.startswith("reporter: secretsmanager:GetSecretValue on "))
+    problem = next(p for p in result.problems if p.startswith("stream_reporter: secretsmanager:GetSecretValue on "))
     assert "arn:aws:secretsmanager:" in problem
     assert "is allowed by no statement of its role (moto answered AccessDenied" in problem
-    assert "reporter: no 'sent' report for REHEARSAL-1 reached the endpoint" in _problems(result)
+    assert "stream_reporter: no 'sent' report for REHEARSAL-1 reached the endpoint" in _problems(result)
 
 
 def test_a_resource_scoped_elsewhere_fails_although_moto_allows_it(broken: tuple[Result, dict[str, str]]) -> None:

@@ -20,15 +20,19 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
 from functions.reporter import handler as reporter_handler
 from functions.sender import handler as sender_handler
+from functions.stream_reporter import handler as stream_reporter_handler
 from mailproxy.logic.delivery import BatchDelivery
 from mailproxy.logic.ingest import add_messages
 from mailproxy.logic.reports import Reporter
+from mailproxy.logic.stream_reports import StreamReporter
 from mailproxy.models import AddMessagesRequest
 from mailproxy.services import Services
 from mailproxy_local.lambda_context import LocalLambdaContext
 from mailproxy_local.poller import SqsPoller
+from mailproxy_local.stream_poller import StreamPoller
 from tests.report_server import ReportEndpoint
 from tests.smtp_servers import SmtpSink
+from tests.streams import reporting_to, stream_poller
 
 FINAL = ("sent", "error")
 
@@ -54,7 +58,7 @@ class VirtualClock:
 
 def install_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     clock = VirtualClock()
-    for cls in (BatchDelivery, Reporter):
+    for cls in (BatchDelivery, Reporter, StreamReporter):
         defaults = cls.__init__.__kwdefaults__
         assert defaults is not None and "clock" in defaults, f"{cls.__name__} no longer takes a clock"
         monkeypatch.setitem(defaults, "clock", clock)
@@ -74,6 +78,8 @@ class World:
     sinks: list[SmtpSink] = field(default_factory=list)
     report_runs: list[dict[str, Any]] = field(default_factory=list)
     _poller: SqsPoller | None = None
+    _stream: StreamPoller | None = None
+    _stream_handler: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
 
     @property
     def poller(self) -> SqsPoller:
@@ -100,8 +106,28 @@ class World:
             handled += count
         return handled
 
+    @property
+    def stream(self) -> StreamPoller:
+        if self._stream is None:
+            self._stream = stream_poller(
+                self.services,
+                lambda event, context: (self._stream_handler or stream_reporter_handler.handler)(event, context),
+            )
+        return self._stream
+
+    def stream_to_outbox(self) -> None:
+        """The stream's outcomes so far go to the outbox, as when no client can be reached: where the scheduled
+        reporter's cases start. Through the world's own stream position, so that no record is read twice."""
+        self._stream_handler = reporting_to(self.services, None)
+        try:
+            self.stream.drain()
+        finally:
+            self._stream_handler = None
+
     def report(self) -> dict[str, Any]:
-        """One scheduled reporter run (sweep + delivery reports) through the real handler."""
+        """The outcomes on the table's stream through the real stream reporter (as its event source mapping
+        would), then one scheduled reporter run (sweep + the outbox) through the real handler."""
+        self.stream.drain()
         answer: dict[str, Any] = reporter_handler.handler({"source": "test"}, LocalLambdaContext("gmp-reporter"))
         self.report_runs.append(answer)
         return answer

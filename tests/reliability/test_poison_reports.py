@@ -22,9 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.api.app import MAX_REQUEST_BYTES, ApiContext, create_app
+from functions.stream_reporter import handler as stream_handler
 from mailproxy.config import ConfigError, load_settings
 from mailproxy.dal.items import to_item
-from mailproxy.dal.keys import STATUS_SK, message_pk, report_pk, report_sk, shard_of
+from mailproxy.dal.keys import STATUS_SK, message_pk, report_pk, report_shard, report_sk
 from mailproxy.dal.tenants import API_KEY_PK, TENANT_PK, key_hash
 from mailproxy.logic.http_guard import HttpPolicy
 from mailproxy.logic.reports import Reporter, ReportTarget
@@ -37,6 +38,7 @@ from tests.http_servers import QuietHandler, serving
 from tests.reliability.harness import World
 from tests.report_server import ReportEndpoint, report_endpoint
 from tests.smtp_servers import SinkFactory, free_port
+from tests.streams import stream_poller
 
 SYNC_PATH = "/mail-proxy/sync"
 
@@ -91,7 +93,7 @@ def seed_pending(services: Services, tenant_id: str, count: int, *, prefix: str 
                 "sent_ts": now,
                 "claims": 1,
                 "attempts": 1,
-                "rpt_pk": report_pk(tenant_id, shard_of(tenant_id, message_id)),
+                "rpt_pk": report_pk(tenant_id, report_shard(tenant_id, message_id)),
                 "rpt_sk": report_sk(now * 1000 + n, tenant_id, message_id),
                 "rpt_seq": 1,
             }
@@ -117,6 +119,7 @@ def send_through_smtp(
     world.submit(*[message_payload(i, tenant_id=tenant_id) for i in ids])
     world.drain()
     assert {world.services.messages.get(tenant_id, i)["status"] for i in ids} == {"sent"}  # type: ignore[index]
+    world.stream_to_outbox()  # the scheduled reporter's cases: the stream could not deliver them
     return ids
 
 
@@ -717,6 +720,7 @@ def test_twenty_run_now_calls_in_a_row_trigger_the_reporter_once(
 def test_a_message_deferred_and_reported_then_sent_while_the_client_is_down_survives_cleanup(
     world: World, smtp_sink_factory: SinkFactory, api: TestClient
 ) -> None:
+    stream = stream_poller(world.services, stream_handler.handler)
     sink = smtp_sink_factory("plain")
     sink.fail("RCPT", "451 4.3.0 try later", times=1)
     world.sinks.append(sink)
@@ -724,15 +728,18 @@ def test_a_message_deferred_and_reported_then_sent_while_the_client_is_down_surv
     world.submit(message_payload("m1"))
     world.drain()
     assert world.status("m1")["status"] == "deferred"
-    world.report()  # the deferral is reported and acknowledged: reported_ts is set
-    assert world.status("m1").get("reported_ts")
+    stream.drain()  # the deferral is reported through the stream and acknowledged: nothing is written
+    assert [i["id"] for i in world.endpoint.items() if i["deferred_ts"]] == ["m1"]
     world.endpoint.default_status = 503  # the client goes down
     world.clock.advance(120)
     world.report()  # the sweep brings the message back
     world.drain()
     assert world.status("m1")["status"] == "sent"
-    world.report()  # the final report fails
     cleanup = {"older_than_seconds": 0}
+    # the final report is on the stream, not yet posted: not acknowledged, though the deferral was
+    assert api.post("/commands/cleanup-messages", headers=AUTH, json=cleanup).json()["removed"] == 0
+    stream.drain()  # the final report fails: into the outbox
+    assert world.status("m1").get("rpt_pk")
     assert api.post("/commands/cleanup-messages", headers=AUTH, json=cleanup).json()["removed"] == 0
     assert world.status("m1")["status"] == "sent"
     world.endpoint.default_status = 200  # back: the final report is delivered

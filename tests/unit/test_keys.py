@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from mailproxy.config import ConfigError, load_settings, settings
 from mailproxy.dal.keys import (
-    SHARDS,
     account_pk,
     created_key,
     due_pk,
+    due_shard,
+    due_shards,
+    job_pk,
     message_pk,
     rate_pk,
     report_pk,
+    report_shard,
+    report_shards,
     report_sk,
-    shard_of,
+    tenant_index_partition,
+    tenant_index_pk,
+    tenant_index_shards,
 )
 
 
@@ -29,16 +40,16 @@ def test_ids_with_hash_or_unicode_are_kept_as_they_are() -> None:
 
 
 def test_shard_is_stable_and_in_range() -> None:
-    assert shard_of("acme", "m-1") == shard_of("acme", "m-1")
-    shards = {shard_of("acme", f"m-{i}") for i in range(200)}
-    assert shards == set(range(SHARDS))  # spread over every shard, never outside them
-    assert shard_of("t", "é#x") in range(SHARDS)
+    assert due_shard("acme", "m-1") == due_shard("acme", "m-1")
+    shards = {due_shard("acme", f"m-{i}") for i in range(200)}
+    assert shards == set(due_shards())  # spread over every shard, never outside them
+    assert due_shard("t", "é#x") in due_shards()
 
 
 def test_shard_separates_tenant_from_message_id() -> None:
     # ("ab", "c") and ("a", "bc") are different messages: a separator keeps their hashes independent.
     pairs = [(f"t{i}", f"m{i}") for i in range(50)]
-    assert any(shard_of(t, m) != shard_of(t + m[:1], m[1:]) for t, m in pairs)
+    assert any(due_shard(t, m) != due_shard(t + m[:1], m[1:]) for t, m in pairs)
 
 
 def test_due_and_report_partitions() -> None:
@@ -59,3 +70,48 @@ def test_created_key_orders_newest_last_and_oldest_first() -> None:
     assert sorted(created) == [created_key(ms, f"m{ms}") for ms in (3, 7, 20, 1_000)]
     assert sorted(created, reverse=True)[0] == created_key(1_000, "m1000")  # newest first when read backwards
     assert created_key(5, "m") == "0000000000005#m"
+
+
+@pytest.fixture
+def shard_counts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Set the shard counts as a deployment does (GMP_*_SHARDS); the cached settings are read afresh."""
+
+    def set_counts(**counts: int) -> None:
+        for name, count in counts.items():
+            monkeypatch.setenv(f"GMP_{name.upper()}", str(count))
+        settings.cache_clear()
+
+    settings.cache_clear()
+    yield set_counts
+    settings.cache_clear()
+
+
+def test_shard_counts_come_from_the_settings_with_the_documented_defaults(shard_counts: Callable[..., None]) -> None:
+    assert (due_shards(), report_shards(), tenant_index_shards()) == (range(4), range(4), range(8))
+    shard_counts(due_shards=16, report_shards=6, tenant_index_shards=32)
+    assert (due_shards(), report_shards(), tenant_index_shards()) == (range(16), range(6), range(32))
+    assert {due_shard("acme", f"m-{i}") for i in range(500)} == set(range(16))
+    assert {report_shard("acme", f"m-{i}") for i in range(500)} == set(range(6))
+
+
+def test_a_shard_count_below_the_one_deployments_start_with_is_refused(shard_counts: Callable[..., None]) -> None:
+    # Readers query shards 0..count-1: a smaller count than the one items were written with would hide them.
+    for name, smallest in (("due_shards", 4), ("report_shards", 4), ("tenant_index_shards", 8)):
+        with pytest.raises(ConfigError, match=f"GMP_{name.upper()}"):
+            shard_counts(**{name: smallest - 1})
+            load_settings()
+
+
+def test_tenant_index_partition_names_the_tenant_and_a_shard_of_the_message(shard_counts: Callable[..., None]) -> None:
+    assert tenant_index_partition("acme", 3) == "acme#3"
+    assert tenant_index_pk("acme", "m-1") == tenant_index_pk("acme", "m-1")
+    partitions = {tenant_index_pk("acme", f"m-{i}") for i in range(500)}
+    assert partitions == {f"acme#{shard}" for shard in range(8)}
+    # The shard depends on the message id only: a tenant's messages spread the same way under any tenant id.
+    assert tenant_index_pk("other", "m-1").split("#")[1] == tenant_index_pk("acme", "m-1").split("#")[1]
+    shard_counts(tenant_index_shards=64)
+    assert {tenant_index_pk("acme", f"m-{i}") for i in range(2000)} == {f"acme#{s}" for s in range(64)}
+
+
+def test_job_items_are_partitioned_per_tenant() -> None:
+    assert job_pk("acme") == "JOB#acme" != job_pk("other")

@@ -3,7 +3,18 @@
 
 from __future__ import annotations
 
-from functions.api.routes import accounts, audit, campaigns, messages, status, tenants, upstream
+from functions.api.routes import (
+    accounts,
+    audit,
+    campaigns,
+    jobs,
+    messages,
+    status,
+    suppressions,
+    tenants,
+    unsubscribe,
+    upstream,
+)
 
 ROUTERS = (
     status.router,
@@ -11,6 +22,9 @@ ROUTERS = (
     messages.router,
     campaigns.router,
     tenants.router,
+    suppressions.router,
     audit.router,
+    jobs.router,
+    unsubscribe.router,
     upstream.router,
 )

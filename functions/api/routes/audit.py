@@ -4,9 +4,9 @@ Entries are written by `functions.api.middleware.AuditTrail`, never by a route."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from functions.api.dependencies import Caller, ServicesDep, TenantQuery
@@ -23,27 +23,38 @@ EndpointFilter = Annotated[
 ]
 
 
+class CommandLogFilter:
+    """The query parameters that select entries, shared by the list and the export."""
+
+    def __init__(
+        self,
+        tenant_id: TenantQuery = None,
+        since_ts: Since = None,
+        until_ts: Until = None,
+        endpoint_filter: EndpointFilter = None,
+    ) -> None:
+        self.selection: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "since_ts": since_ts,
+            "until_ts": until_ts,
+            "endpoint_filter": endpoint_filter,
+        }
+
+
+Selection = Annotated[CommandLogFilter, Depends()]
+
+
 @router.get("/command-log")
 def command_log(
     caller: Caller,
     services: ServicesDep,
-    tenant_id: TenantQuery = None,
-    since_ts: Since = None,
-    until_ts: Until = None,
-    endpoint_filter: EndpointFilter = None,
+    selected: Selection,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> CommandLogPage:
     """The state-changing calls, oldest first, a page at a time (admin token only)."""
     caller.require_admin()
-    entries, after = services.audit.list(
-        tenant_id=tenant_id,
-        since_ts=since_ts,
-        until_ts=until_ts,
-        endpoint_filter=endpoint_filter,
-        limit=limit,
-        cursor=cursor,
-    )
+    entries, after = services.audit.list(**selected.selection, limit=limit, cursor=cursor)
     return CommandLogPage(commands=[AuditEntryView.from_entry(e) for e in entries], total=len(entries), cursor=after)
 
 
@@ -52,19 +63,10 @@ def command_log(
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {}}, "description": "one entry (JSON) per line"}},
 )
-def export_command_log(
-    caller: Caller,
-    services: ServicesDep,
-    tenant_id: TenantQuery = None,
-    since_ts: Since = None,
-    until_ts: Until = None,
-    endpoint_filter: EndpointFilter = None,
-) -> StreamingResponse:
+def export_command_log(caller: Caller, services: ServicesDep, selected: Selection) -> StreamingResponse:
     """Every matching entry, oldest first, as JSON lines, streamed as the log is read (admin token only)."""
     caller.require_admin()
-    entries = services.audit.export(
-        tenant_id=tenant_id, since_ts=since_ts, until_ts=until_ts, endpoint_filter=endpoint_filter
-    )
+    entries = services.audit.export(**selected.selection)
 
     def lines() -> Iterator[str]:
         for entry in entries:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response
 
-from functions.api.dependencies import Caller, ReportTrigger, ServicesDep, TenantQuery
+from functions.api.dependencies import Caller, ReportTrigger, ServicesDep, TenantQuery, tenant_of_call
 from mailproxy.dal.throttle import claim_slot
 from mailproxy.logic import policy
 from mailproxy.logic.ingest import add_messages
@@ -15,11 +15,13 @@ from mailproxy.logic.reports import request_sync
 from mailproxy.logic.sweep import sweep_due
 from mailproxy.models import (
     ACTIVE_STATUSES,
+    MAX_ID_BYTES,
     AddMessagesRequest,
     AddMessagesResponse,
     MessagesPage,
     MessageStatus,
     MessageView,
+    Tag,
     TenantScoped,
 )
 from mailproxy.views import RunNowResult
@@ -65,6 +67,7 @@ def list_messages(
     account_id: Annotated[str | None, Query(max_length=256)] = None,
     active_only: Annotated[bool, Query(description="only queued, deferred and sending messages")] = False,
     include_history: Annotated[bool, Query(description="each message's events")] = False,
+    tag: Annotated[Tag | None, Query(description="only messages carrying this tag")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> MessagesPage:
@@ -75,9 +78,30 @@ def list_messages(
         limit=limit,
         cursor=cursor,
         statuses=ACTIVE_STATUSES if active_only else None,
+        tag=tag,
     )
     views = [
         MessageView.model_validate({**item, "history": item.get("history", []) if include_history else None})
         for item in items
     ]
     return MessagesPage(messages=views, cursor=next_cursor)
+
+
+@router.get(
+    "/messages/{message_id}/raw",
+    response_class=Response,
+    responses={200: {"content": {"message/rfc822": {}}, "description": "the MIME message as built"}},
+)
+def raw_message(
+    message_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_BYTES)],
+    caller: Caller,
+    services: ServicesDep,
+    tenant_id: TenantQuery = None,
+) -> Response:
+    """The message as the sender built it: kept for a sandbox account's messages, and for real sends of an
+    account with `keep_raw_seconds`; 404 otherwise."""
+    tenant = tenant_of_call(caller, tenant_id, None)
+    data = services.messages.contents.raw(tenant, message_id, int(time.time()))
+    if data is None:
+        raise policy.NotFound(f"message_id: no raw message kept for {message_id!r} of tenant {tenant!r}")
+    return Response(content=data, media_type="message/rfc822")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from functions.api.dependencies import Caller, ServicesDep
+from functions.api.routes.jobs import ACCEPTED, job_answer
 from mailproxy.dal.records import StoredTenant
-from mailproxy.logic import campaigns, policy
+from mailproxy.logic import jobs, policy
 from mailproxy.models import ApiKeyRequest, TenantId, TenantIn
 from mailproxy.services import Services
 from mailproxy.views import (
@@ -69,12 +73,15 @@ def put_tenant(tenant_id: TenantId, tenant: TenantIn, caller: Caller, services: 
     return TenantSaved(id=tenant_id)
 
 
-@router.delete("/tenant/{tenant_id}")
-def delete_tenant(tenant_id: TenantId, caller: Caller, services: ServicesDep) -> TenantDeleted:
+@router.delete("/tenant/{tenant_id}", response_model=TenantDeleted, responses=ACCEPTED)
+def delete_tenant(tenant_id: TenantId, caller: Caller, services: ServicesDep) -> TenantDeleted | JSONResponse:
+    """Its accounts go at once, its unsent mail by a job (functions/api/routes/jobs.py), the tenant last."""
     caller.require_admin()
     _existing_tenant(services, tenant_id)
-    removed = campaigns.delete_tenant(services, tenant_id)
-    return TenantDeleted(id=tenant_id, removed=TenantRemoval.model_validate(removed))
+    job = jobs.start(services, tenant_id, "delete_tenant", {}, now=time.time())
+    return job_answer(
+        job, lambda done: TenantDeleted(id=tenant_id, removed=TenantRemoval.model_validate(done.result), job_id=done.id)
+    )
 
 
 @router.post("/tenant/{tenant_id}/api-key")

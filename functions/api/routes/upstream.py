@@ -17,6 +17,7 @@ from itertools import islice
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import SecretStr
 
@@ -27,6 +28,7 @@ from functions.api.routes import campaigns as our_campaigns
 from functions.api.routes import messages as our_messages
 from functions.api.routes import tenants as our_tenants
 from functions.api.routes.audit import EndpointFilter, Since, Until
+from functions.api.routes.jobs import ACCEPTED
 from functions.api.routes.status import reached
 from mailproxy.crypto import DecryptionError
 from mailproxy.dal.records import StoredTenant
@@ -39,6 +41,7 @@ from mailproxy.models import (
     AccountIdentifier,
     AddMessagesRequest,
     AddMessagesResponse,
+    BounceConfigIn,
     CleanupRequest,
     ClientAuth,
     CommandLogPurgeRequest,
@@ -57,6 +60,8 @@ from mailproxy.models import (
     UpstreamDeleteBatch,
     UpstreamMessageIn,
     UpstreamMessageRef,
+    UpstreamNoParameters,
+    UpstreamPecAccountIn,
     UpstreamTenantBody,
     UpstreamTenantUpdate,
 )
@@ -66,6 +71,9 @@ from mailproxy.views import (
     ApiKeyCreated,
     ApiKeyRevoked,
     AuditEntryView,
+    BounceConfigSaved,
+    BounceConfigView,
+    BounceReloaded,
     CleanupResult,
     CommandExported,
     CommandLogPurged,
@@ -120,6 +128,48 @@ def instance_run_now(
     return our_messages.run_now(caller, services, trigger_report, request)
 
 
+def refuse_internal_imap_host(host: str, services: Services) -> None:
+    """The SMTP hosts' SSRF guard for an IMAP host (the bounce mailbox, a PEC inbox), the field named."""
+    try:
+        policy.refuse_internal_host(host, services.settings)
+    except policy.Invalid as exc:
+        raise policy.Invalid(f"imap_host: {str(exc).removeprefix('host: ')}") from None
+
+
+@router.get("/instance/get_bounce_config")
+def instance_get_bounce_config(caller: Caller, services: ServicesDep) -> BounceConfigView:
+    """The deployment's bounce mailbox (admin); the password only as `has_password`."""
+    caller.require_admin()
+    return BounceConfigView.from_record(services.bounce_config.get())
+
+
+@router.post("/instance/set_bounce_config")
+def instance_set_bounce_config(request: BounceConfigIn, caller: Caller, services: ServicesDep) -> BounceConfigSaved:
+    """Change the fields given (null or absent: kept); the password stored encrypted, never shown (admin)."""
+    caller.require_admin()
+    config = services.bounce_config.merged(services.bounce_config.get(), request)
+    if config.enabled and config.imap_host is None:
+        raise policy.Refused("imap_host: required when the bounce mailbox is enabled")
+    if request.imap_host is not None:
+        refuse_internal_imap_host(request.imap_host, services)
+    password = request.imap_password.get_secret_value() if request.imap_password is not None else None
+    services.bounce_config.put(config, password)
+    return BounceConfigSaved()
+
+
+@router.post("/instance/reload_bounce")
+def instance_reload_bounce(request: UpstreamNoParameters, caller: Caller, services: ServicesDep) -> BounceReloaded:
+    """Forget what the bounce poller remembers of the mailbox, so that its next run reads it afresh (admin);
+    400 when enabled with no host, as the original. The body is `{}`."""
+    caller.require_admin()
+    config = services.bounce_config.get()
+    if config.enabled and config.imap_host is None:
+        raise policy.Refused("imap_host: the bounce mailbox is enabled with no host; set_bounce_config first")
+    services.bounce_config.reset_mailbox_state()
+    message = "the next poll reads the mailbox afresh" if config.enabled else "the bounce mailbox is disabled"
+    return BounceReloaded(enabled=config.enabled, message=message)
+
+
 @router.get("/instance/get_sync_status")
 def instance_get_sync_status(caller: Caller, services: ServicesDep) -> SyncStatus:
     """Every tenant's report-sync state (admin); a tenant key sees its own tenant only."""
@@ -132,17 +182,17 @@ def instance_get_sync_status(caller: Caller, services: ServicesDep) -> SyncStatu
 # -- tenants (and the instance's suspend/activate, the same calls) -----------------------------------------
 
 
-@router.post("/instance/suspend")
-@router.post("/tenants/suspend_batch")
-def suspend_batch(request: UpstreamBatchBody, caller: Caller, services: ServicesDep) -> SuspendResult:
+@router.post("/instance/suspend", response_model=SuspendResult, responses=ACCEPTED)
+@router.post("/tenants/suspend_batch", response_model=SuspendResult, responses=ACCEPTED)
+def suspend_batch(request: UpstreamBatchBody, caller: Caller, services: ServicesDep) -> SuspendResult | JSONResponse:
     """`POST /commands/suspend`: hold the tenant's unsent mail, of one batch or (no batch_code) all."""
     _known_tenant(services, caller.scope(request.tenant_id))
     return our_campaigns.suspend(caller, services, request=request)
 
 
-@router.post("/instance/activate")
-@router.post("/tenants/activate_batch")
-def activate_batch(request: UpstreamBatchBody, caller: Caller, services: ServicesDep) -> ActivateResult:
+@router.post("/instance/activate", response_model=ActivateResult, responses=ACCEPTED)
+@router.post("/tenants/activate_batch", response_model=ActivateResult, responses=ACCEPTED)
+def activate_batch(request: UpstreamBatchBody, caller: Caller, services: ServicesDep) -> ActivateResult | JSONResponse:
     """`POST /commands/activate`: send the held mail, of one batch or (no batch_code) all."""
     _known_tenant(services, caller.scope(request.tenant_id))
     return our_campaigns.activate(caller, services, request=request)
@@ -215,7 +265,8 @@ def _as_submitted(services: Services, stored: StoredTenant, *, keep_auth: bool) 
 
 @router.post("/tenants/delete")
 def tenants_delete(request: UpstreamTenantBody, caller: Caller, services: ServicesDep) -> bool:
-    """`DELETE /tenant/{tenant_id}` (admin): its accounts and unsent mail too."""
+    """`DELETE /tenant/{tenant_id}` (admin): its accounts and unsent mail too (a large tenant's unsent mail
+    by a job that goes on after the answer: GET /jobs)."""
     our_tenants.delete_tenant(request.tenant_id, caller, services)
     return True
 
@@ -241,6 +292,14 @@ def accounts_add(account: UpstreamAccountIn, caller: Caller, services: ServicesD
     """`POST /account`; answered with the stored account, the password masked."""
     saved = our_accounts.put_account(account, caller, services)
     return accounts_get(saved.tenant_id, saved.id, caller, services)
+
+
+@router.post("/accounts/add_pec")
+def accounts_add_pec(account: UpstreamPecAccountIn, caller: Caller, services: ServicesDep) -> UpstreamAccountRow:
+    """`accounts/add` of a PEC account: its inbox (`imap_*`, user and password the SMTP ones when absent)."""
+    caller.scope_of(account)  # a tenant key naming another tenant: 403 before any host is looked up
+    refuse_internal_imap_host(account.imap_host, services)
+    return accounts_add(account, caller, services)
 
 
 @router.get("/accounts/get")
@@ -352,7 +411,7 @@ def messages_delete_batch(request: UpstreamDeleteBatch, caller: Caller, services
     return MessagesRemoved(**outcome.model_dump(exclude={"removed"}), removed=len(outcome.removed))
 
 
-@router.get("/messages/cleanup")
+@router.get("/messages/cleanup", response_model=CleanupResult, responses=ACCEPTED)
 def messages_cleanup(
     tenant_id: Tenant,
     caller: Caller,
@@ -360,7 +419,7 @@ def messages_cleanup(
     older_than_seconds: Annotated[
         int, Query(ge=0, le=10 * 365 * 86400, description="default: 1 day, the original's here")
     ] = 86400,
-) -> CleanupResult:
+) -> CleanupResult | JSONResponse:
     """`POST /commands/cleanup-messages`: acknowledged final messages created over `older_than_seconds` ago."""
     request = CleanupRequest(tenant_id=tenant_id, older_than_seconds=older_than_seconds)
     return our_campaigns.cleanup_messages(caller, services, request=request)
@@ -451,7 +510,10 @@ def command_log_purge(request: CommandLogPurgeRequest, caller: Caller, services:
 
 # -- what the surface does not serve ---------------------------------------------------------------------
 
-_BOUNCES_AND_PEC = "bounce handling and PEC accounts are not yet on this deployment (issue 17)"
+_PEC_OF_EVERY_TENANT = (
+    "no listing of every tenant's PEC accounts (issue 17): they are listed per tenant (accounts/list, "
+    "is_pec_account), and their inbox passwords never leave the deployment"
+)
 _NOT_SERVED: dict[str, dict[str, str]] = {
     "instance": {
         "get": "the instance is the deployment: its API token is a secret in Secrets Manager "
@@ -459,11 +521,8 @@ _NOT_SERVED: dict[str, dict[str, str]] = {
         "update": "the API token is a deployment secret, changed in Secrets Manager (docs/deploy.md, "
         "'Secret 1: the API token'); the instance has no other settings of its own",
         "upgrade_to_ee": "there are no editions here: every feature of this deployment is on",
-        "get_bounce_config": _BOUNCES_AND_PEC,
-        "set_bounce_config": _BOUNCES_AND_PEC,
-        "reload_bounce": _BOUNCES_AND_PEC,
     },
-    "accounts": {name: _BOUNCES_AND_PEC for name in ("add_pec", "list_pec", "get_pec_ids")},
+    "accounts": {name: _PEC_OF_EVERY_TENANT for name in ("list_pec", "get_pec_ids")},
     "storages": {
         name: "no named storages: attachments come inline, by URL, from the tenant's endpoint or from the "
         "deployment's S3 buckets (s3://), and large files are offloaded to its contents bucket"

@@ -1,0 +1,33 @@
+"""Scheduled bouncer: polls the deployment's bounce mailbox and the PEC accounts' inboxes over IMAPS and
+records bounces, complaints and PEC receipts on their messages (mailproxy/logic/bounces). Runs every minute;
+each mailbox's poll_interval decides whether a run reads it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailproxy import runtime
+from mailproxy.config import settings
+from mailproxy.logic.bounces.mailbox import poll_all
+from mailproxy.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    configured = settings()
+    totals = poll_all(
+        runtime.services(),
+        key=runtime.correlation_key(configured),
+        now=int(time.time()),
+        ca_file=configured.imap_ca_file,
+    )
+    for name in ("applied", "unparsed", "ignored", "timeouts", "failed"):
+        metrics.add_metric(name=f"Bounce_{name}", unit=MetricUnit.Count, value=totals[name])
+    logger.info("bounce run", extra=totals)
+    return {"ok": True, **totals}

@@ -1,0 +1,90 @@
+"""The jobs worker in the template (stacks/jobs.py): its queue with a dead-letter queue, the function it
+triggers, least-privilege grants, and the settings every function reads (shard counts, the jobs queue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stacks.jobs import CONFIG_PARTITIONS
+from stacks.jobs import HANDLER as JOBS_HANDLER
+from tests.infrastructure.conftest import API_HANDLER, Synthesis, actions_of, statements_with
+from tests.infrastructure.test_iam import DYNAMODB_WRITE, _resource_ids, _tables
+
+
+def _jobs_queue(synth: Synthesis) -> tuple[str, dict[str, Any]]:
+    function_id, _ = synth.function(JOBS_HANDLER)
+    (mapping,) = [
+        m["Properties"]
+        for m in synth.resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
+    queue_id = mapping["EventSourceArn"]["Fn::GetAtt"][0]
+    return queue_id, mapping
+
+
+def test_the_jobs_queue_triggers_the_worker_one_job_at_a_time_with_partial_failures(synth: Synthesis) -> None:
+    queue_id, mapping = _jobs_queue(synth)
+    assert mapping["BatchSize"] == 1 and mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = synth.resources("AWS::SQS::Queue")[queue_id]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == synth.context["max_receive_count"]
+    _, function = synth.function(JOBS_HANDLER)
+    assert function["Properties"]["Timeout"] == synth.context["jobs_timeout_seconds"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Properties"]["Timeout"]
+
+
+def test_the_worker_writes_only_what_the_bulk_operations_change(synth: Synthesis) -> None:
+    messages, config = _tables(synth)
+    statements = synth.role_statements(JOBS_HANDLER)
+    on_messages = [s for s in statements if messages in _resource_ids(s)]
+    assert actions_of(on_messages) == {
+        "dynamodb:Query",  # the by_tenant index only
+        "dynamodb:BatchGetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    (index_read,) = [s for s in on_messages if actions_of([s]) == {"dynamodb:Query"}]
+    assert index_read["Resource"]["Fn::Join"][1][-1] == "/index/by_tenant"
+    on_config = [s for s in statements if config in _resource_ids(s)]
+    assert on_config and all(
+        s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": CONFIG_PARTITIONS}} for s in on_config
+    )
+    assert "JOB#*" in CONFIG_PARTITIONS and "ACCOUNT#*" not in CONFIG_PARTITIONS
+    assert not any("dynamodb:BatchWriteItem" in actions_of([s]) for s in statements)
+    assert set(actions_of(on_config)) & DYNAMODB_WRITE
+
+
+def test_the_worker_sends_to_the_work_queues_and_its_own_queue_and_retags_contents_only(synth: Synthesis) -> None:
+    queue_id, _ = _jobs_queue(synth)
+    statements = synth.role_statements(JOBS_HANDLER)
+    sends = {next(iter(_resource_ids(s))) for s in statements_with(statements, "sqs:SendMessage")}
+    assert sends == synth.work_queues() | {queue_id}  # urgent, bulk (activation) and its own continuations
+    s3 = statements_with(statements, "s3:")
+    assert actions_of(s3) == {"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"}
+    assert all("contents/*" in str(s["Resource"]) for s in s3)
+    assert not statements_with(statements, "kms:") and not statements_with(statements, "secretsmanager:")
+
+
+def test_every_function_reads_the_shard_counts_and_the_api_may_hand_jobs_to_the_queue(synth: Synthesis) -> None:
+    queue_id, _ = _jobs_queue(synth)
+    for function in synth.resources("AWS::Lambda::Function").values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["GMP_DUE_SHARDS"] == str(synth.context["due_shards"])
+        assert variables["GMP_REPORT_SHARDS"] == str(synth.context["report_shards"])
+        assert variables["GMP_TENANT_INDEX_SHARDS"] == str(synth.context["tenant_index_shards"])
+        assert variables["GMP_JOBS_QUEUE_URL"] == {"Ref": queue_id}
+    _, api = synth.function(API_HANDLER)
+    assert api["Properties"]["Environment"]["Variables"]["GMP_JOB_INLINE_BUDGET"] == str(
+        float(synth.context["job_inline_budget_seconds"])
+    )
+    api_sends = {next(iter(_resource_ids(s))) for s in statements_with(synth.role_statements(API_HANDLER), "sqs:Send")}
+    assert queue_id in api_sends
+
+
+def test_the_by_tenant_index_is_partitioned_by_tenant_and_shard(synth: Synthesis) -> None:
+    messages, _ = _tables(synth)
+    table = synth.resources("AWS::DynamoDB::Table")[messages]["Properties"]
+    (index,) = [i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "by_tenant"]
+    assert index["KeySchema"] == [
+        {"AttributeName": "tenant_index_pk", "KeyType": "HASH"},
+        {"AttributeName": "created_key", "KeyType": "RANGE"},
+    ]

@@ -1,0 +1,102 @@
+"""A message's metadata and tags: validated at ingestion (the reason names the field), echoed in report
+entries and in GET /messages from the status item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mailproxy.config import Settings
+from mailproxy.dal.keys import STATUS_SK, message_pk
+from mailproxy.logic.reports import report_entry
+from mailproxy.models import MessageView
+from mailproxy.services import Services
+from tests.conftest import AUTH, account_payload, message_payload
+
+METADATA = {"customer": "c-17", "attempt": 2, "score": 0.5, "vip": True}
+
+
+def reject(api: TestClient, **fields: Any) -> str:
+    answer = api.post("/commands/add-messages", headers=AUTH, json={"messages": [message_payload("m1", **fields)]})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["queued"] == 0, body
+    (rejection,) = body["rejected"]
+    assert rejection["code"] == "invalid"
+    reason: str = rejection["reason"]
+    return reason
+
+
+def test_valid_metadata_and_tags_are_accepted(api: TestClient, lambda_env: Settings) -> None:
+    assert api.post("/account", headers=AUTH, json=account_payload()).status_code == 200
+    payload = message_payload("m1", metadata=METADATA, tags=["spring-2030", "list:news", "a_b.c"])
+    answer = api.post("/commands/add-messages", headers=AUTH, json={"messages": [payload]}).json()
+    assert answer["queued"] == 1, answer
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {f"k{i}": i for i in range(21)},
+        {"k" * 41: 1},
+        {"big": "x" * 600},
+        {"nested": {"a": 1}},
+        {"list": [1, 2]},
+        {"none": None},
+    ],
+)
+def test_bad_metadata_is_rejected_naming_the_field(api: TestClient, lambda_env: Settings, metadata: Any) -> None:
+    assert "metadata" in reject(api, metadata=metadata)
+
+
+@pytest.mark.parametrize("tags", [[f"t{i}" for i in range(11)], ["t" * 41], ["with space"], ["é"], [""], "t"])
+def test_bad_tags_are_rejected_naming_the_field(api: TestClient, lambda_env: Settings, tags: Any) -> None:
+    assert "tags" in reject(api, tags=tags)
+
+
+def status_item(**fields: Any) -> dict[str, Any]:
+    return {
+        "id": "m1",
+        "tenant_id": "default",
+        "account_id": "smtp-main",
+        "priority": 2,
+        "status": "sent",
+        "sent_ts": 100,
+        "created_ts": 90,
+        **fields,
+    }
+
+
+def test_report_entries_echo_metadata_tags_and_sandbox_from_the_status_item() -> None:
+    wire = report_entry(status_item(metadata=METADATA, tags=["news"], sandbox=True)).wire()
+    assert wire["metadata"] == METADATA and wire["tags"] == ["news"] and wire["sandbox"] is True
+
+
+def test_report_entries_without_them_keep_the_seed_shape() -> None:
+    wire = report_entry(status_item()).wire()
+    assert not {"metadata", "tags", "sandbox"} & set(wire)
+
+
+def test_message_view_carries_them() -> None:
+    view = MessageView.model_validate(status_item(metadata=METADATA, tags=["news"]))
+    assert view.metadata == METADATA and view.tags == ["news"] and view.sandbox is False
+
+
+def test_list_filters_by_one_tag_and_echoes_metadata(api: TestClient, lambda_env: Settings, services: Services) -> None:
+    assert api.post("/account", headers=AUTH, json=account_payload()).status_code == 200
+    messages = [message_payload("m1"), message_payload("m2")]
+    assert api.post("/commands/add-messages", headers=AUTH, json={"messages": messages}).json()["queued"] == 2
+    # As ingestion stores them on the status item (the write path: mailproxy/dal/messages.py).
+    services.dynamodb.update_item(
+        TableName=services.settings.messages_table,
+        Key={"pk": {"S": message_pk("default", "m1")}, "sk": {"S": STATUS_SK}},
+        UpdateExpression="SET tags = :tags, metadata = :meta",
+        ExpressionAttributeValues={":tags": {"L": [{"S": "news"}]}, ":meta": {"M": {"customer": {"S": "c-17"}}}},
+    )
+    page = api.get("/messages", headers=AUTH, params={"tag": "news"}).json()
+    assert [m["id"] for m in page["messages"]] == ["m1"]
+    assert page["messages"][0]["tags"] == ["news"] and page["messages"][0]["metadata"] == {"customer": "c-17"}
+    assert len(api.get("/messages", headers=AUTH).json()["messages"]) == 2
+    assert api.get("/messages", headers=AUTH, params={"tag": "bad tag"}).status_code == 422
