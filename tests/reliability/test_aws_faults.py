@@ -257,6 +257,7 @@ def test_report_marking_failing_after_the_client_acknowledged_resends_the_report
     sink_account(world, smtp_sink_factory)
     world.submit(message_payload("m0"), message_payload("m1"))
     world.drain()
+    world.stream_to_outbox()  # the scheduled reporter's case: it marks what it posted from the outbox
     marking = lambda body: "reported_ts = :now" in body.get("UpdateExpression", "")  # noqa: E731
     faults.add("dynamodb.UpdateItem", throttled(), times=ATTEMPTS, when=lambda b: marking(b) and about("m0")(b))
     # The failure is the tenant's alone: the run goes on and counts it (test_poison_reports.py).

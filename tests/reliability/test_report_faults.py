@@ -34,13 +34,17 @@ def deliver(world: World, smtp_sink_factory: SinkFactory, count: int, bounces: i
 
 def test_client_answering_503_for_many_runs_then_back(world: World, smtp_sink_factory: SinkFactory) -> None:
     ids = deliver(world, smtp_sink_factory, 60, bounces=7)  # more than one report batch (50)
-    failing_runs = 12
-    world.endpoint.statuses = [503] * failing_runs
-    for run in range(1, failing_runs + 1):
+    world.endpoint.default_status = 503
+    world.stream.drain()  # the stream reporter meets the 503 first and leaves every outcome to the outbox
+    stream_posts = len(world.endpoint.received)
+    assert 0 < stream_posts <= world.stream.batches  # each stream batch stops at its first failed POST
+    assert len(world.services.outbox.pending(200)) == 60
+    for run in range(1, 13):
         answer = world.report()
         assert answer["posted"] == 0 and answer["failures"] == 1
-        assert len(world.endpoint.received) == run  # one POST per failing run, then it stops
+        assert len(world.endpoint.received) == stream_posts + run  # one POST per failing run, then it stops
     assert len(world.services.outbox.pending(200)) == 60  # all waiting
+    world.endpoint.default_status = 200
     world.settle(ids)
     assert_each_once(world, ids, errors=ids[:7])
     assert len(world.endpoint.acknowledged) == 2  # 60 reports in batches of 50
@@ -51,14 +55,20 @@ def test_client_hanging_past_the_timeout_marks_nothing_then_gets_everything(
 ) -> None:
     ids = deliver(world, smtp_sink_factory, 5)
     world.endpoint.hang_seconds = 3.0  # longer than GMP_CLIENT_SYNC_TIMEOUT (2 s)
-    world.endpoint.statuses = [503]  # what the hung request finally gets (the proxy is gone by then)
+    # What the two hung requests (the stream reporter's, then the scheduled one's) finally get: the proxy
+    # is gone by then.
+    world.endpoint.statuses = [503, 503]
+    started = time.monotonic()
+    world.stream.drain()
+    assert time.monotonic() - started < 2.9
+    assert len(world.services.outbox.pending(10)) == 5  # the stream reporter gave up: every outcome waits
     started = time.monotonic()
     answer = world.report()
     assert time.monotonic() - started < 2.9
     assert answer["posted"] == 0 and "unreachable" in answer["stopped"]
     assert len(world.services.outbox.pending(10)) == 5
     world.endpoint.hang_seconds = 0
-    assert world.endpoint.wait_for(lambda e: len(e.received) == 1, timeout=5)  # the hung request is over
+    assert world.endpoint.wait_for(lambda e: len(e.received) == 2, timeout=5)  # the hung requests are over
     world.settle(ids)
     assert_each_once(world, ids)
 
