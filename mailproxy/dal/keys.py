@@ -17,6 +17,7 @@ BY_TENANT_INDEX = "by_tenant"
 PENDING_REPORTS_INDEX = "pending_reports"
 DUE_INDEX = "due"
 
+
 def message_pk(tenant_id: str, message_id: str) -> str:
     return f"MSG#{tenant_id}#{message_id}"
 

@@ -19,8 +19,7 @@ from mailproxy.dal.jobs import Job, JobKind
 from mailproxy.dal.message_queries import WalkPosition
 from mailproxy.dal.queues import QueueEntry
 from mailproxy.dal.suspensions import is_suspended
-from mailproxy.logic.campaigns import is_acknowledged_final
-from mailproxy.logic.reports import STREAM_MAX_LAG_SECONDS
+from mailproxy.logic.campaigns import remove_acknowledged
 from mailproxy.models import UNSENT_STATUSES
 from mailproxy.observability import logger
 from mailproxy.services import Services
@@ -66,8 +65,7 @@ def _activate_page(services: Services, job: Job, page: Page, now: int) -> int:
 
 
 def _cleanup_page(services: Services, job: Job, page: Page, now: int) -> int:
-    done = [item for item in page if is_acknowledged_final(item, now)]
-    return services.messages.delete_acknowledged(done, settled_before=now - STREAM_MAX_LAG_SECONDS)
+    return remove_acknowledged(services, page, now)
 
 
 def _delete_tenant_page(services: Services, job: Job, page: Page, now: int) -> int:

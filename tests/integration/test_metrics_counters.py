@@ -18,7 +18,7 @@ from functions.sender import handler as sender
 from mailproxy import runtime
 from mailproxy.config import Settings
 from mailproxy.dal.counters import METRICS_PK
-from mailproxy.logic import campaigns
+from mailproxy.logic import jobs
 from mailproxy.models import AccountIn, TenantIn
 from mailproxy.observability import metrics as powertools_metrics
 from mailproxy.services import Services
@@ -314,7 +314,7 @@ def test_deleting_a_tenant_forgets_its_counters_so_a_new_one_of_that_id_starts_a
     samples, _ = scrape(api)
     assert value(samples, "gmp_pending_messages") == 2
 
-    campaigns.delete_tenant(services, "acme")
+    jobs.start(services, "acme", "delete_tenant", {}, now=time.time())
     services.tenants.put(TenantIn(id="acme"))
     services.accounts.put(AccountIn(id="main", tenant_id="acme", host="127.0.0.1", port=2525))
     samples, _ = scrape(api)

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mailproxy.dal.messages import Outcome
-from mailproxy.logic import campaigns, ingest
+from mailproxy.logic import campaigns, ingest, jobs
 from mailproxy.models import AddMessagesRequest, MessageStatus
 from mailproxy.services import Services
 from tests.conftest import AUTH, account_payload, message_payload
@@ -88,7 +88,7 @@ def test_suspend_holds_only_the_named_tenant(api: TestClient, two_tenants: Servi
 @pytest.mark.parametrize("form", FORMS)
 def test_activate_releases_only_the_named_tenant(api: TestClient, two_tenants: Services, form: str) -> None:
     for tenant in TENANTS:
-        campaigns.suspend(two_tenants, tenant, None, now=int(time.time()))
+        jobs.start(two_tenants, tenant, "suspend", {"batch_code": None}, now=time.time())
     query, body, target = FORMS[form]
     answer = _call(api, "POST", "/commands/activate", query, body or None)
     if target is None:

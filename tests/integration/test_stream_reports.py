@@ -16,7 +16,7 @@ from functions.stream_reporter import handler as stream_handler
 from mailproxy.config import Settings
 from mailproxy.config import settings as cached_settings
 from mailproxy.dal.messages import Outcome
-from mailproxy.logic.campaigns import cleanup_messages
+from mailproxy.logic.campaigns import remove_acknowledged
 from mailproxy.logic.reports import STREAM_MAX_LAG_SECONDS, Reporter, ReportTarget, reported_at, tenant_target
 from mailproxy.models import MessageStatus, TenantIn
 from mailproxy.observability import logger, metrics
@@ -239,10 +239,10 @@ def test_a_final_outcome_reported_from_the_stream_counts_as_acknowledged_after_t
     now = time.time()
     item = item_of(services, "m0")
     assert reported_at(item, now) is None  # no mark was written; the stream may still be on it
-    assert cleanup_messages(services, "default", older_than_seconds=0, now=now) == 0
+    assert remove_acknowledged(services, services.queries.tenant_messages("default"), now) == 0
     later = now + STREAM_MAX_LAG_SECONDS + 1
     assert reported_at(item, later) == item["updated_ts"]
-    assert cleanup_messages(services, "default", older_than_seconds=0, now=later) == 1
+    assert remove_acknowledged(services, services.queries.tenant_messages("default"), later) == 1
     assert services.messages.get("default", "m0") is None
 
 
