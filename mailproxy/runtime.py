@@ -7,6 +7,7 @@ from typing import Any
 
 from mailproxy.config import Settings, check_aws_token, settings
 from mailproxy.logic.bounces import correlation
+from mailproxy.logic.reports import ReportTarget
 from mailproxy.services import Services
 
 
@@ -42,3 +43,27 @@ def api_token() -> str:
     token = str(get_secret(configured.api_token_secret_arn, max_age=300))
     check_aws_token(token)
     return token
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def deployment_report_target() -> ReportTarget | None:
+    """The deployment's report endpoint (`GMP_CLIENT_SYNC_URL`, docs/design.md, "Environment of the functions");
+    credentials from Secrets Manager in AWS."""
+    configured = settings()
+    if configured.client_sync_url is None:
+        return None
+    credentials: dict[str, Any] = {}
+    if configured.client_sync_secret_arn:
+        credentials = get_secret(configured.client_sync_secret_arn, transform="json", max_age=300) or {}
+    return ReportTarget(
+        url=str(configured.client_sync_url),
+        trusted_host=True,  # the operator's own endpoint: allowed whatever it resolves to (still https in aws)
+        token=credentials.get("token") or _secret(configured.client_sync_token),
+        user=credentials.get("user") or configured.client_sync_user,
+        password=credentials.get("password") or _secret(configured.client_sync_password),
+        signing_secret=credentials.get("signing_secret") or _secret(configured.client_sync_secret),
+        timeout=configured.client_sync_timeout,
+    )

@@ -18,31 +18,6 @@ from mailproxy.config import settings
 from mailproxy.logic.reports import Reporter, ReportTarget, tenant_target
 from mailproxy.observability import logger, metrics, tracer
 
-
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def deployment_target() -> ReportTarget | None:
-    """The deployment's report endpoint (`GMP_CLIENT_SYNC_URL`, docs/design.md, "Environment of the functions");
-    credentials from Secrets Manager in AWS."""
-    configured = settings()
-    if configured.client_sync_url is None:
-        return None
-    credentials: dict[str, Any] = {}
-    if configured.client_sync_secret_arn:
-        credentials = runtime.get_secret(configured.client_sync_secret_arn, transform="json", max_age=300) or {}
-    return ReportTarget(
-        url=str(configured.client_sync_url),
-        trusted_host=True,  # the operator's own endpoint: allowed whatever it resolves to (still https in aws)
-        token=credentials.get("token") or _secret(configured.client_sync_token),
-        user=credentials.get("user") or configured.client_sync_user,
-        password=credentials.get("password") or _secret(configured.client_sync_password),
-        signing_secret=credentials.get("signing_secret") or _secret(configured.client_sync_secret),
-        timeout=configured.client_sync_timeout,
-    )
-
-
 _run_lock = threading.Lock()
 _run_again = threading.Event()
 
@@ -74,7 +49,9 @@ def _run_once(context: LambdaContext, source: str) -> dict[str, Any]:
     remaining_ms = getattr(context, "get_remaining_time_in_millis", lambda: budget * 1000)()
     budget = min(budget, max(1.0, remaining_ms / 1000 - 5))  # always end before the Lambda timeout
     services = runtime.services()
-    fallback = cache(deployment_target)  # read once a tenant needs it: a failing secret read fails only those
+    fallback = cache(
+        runtime.deployment_report_target
+    )  # read once a tenant needs it: a failing secret read fails only those
     targets: dict[str, ReportTarget | None] = {}
 
     def target_for(tenant_id: str) -> ReportTarget | None:

@@ -11,7 +11,6 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.reporter.handler import deployment_target
 from mailproxy import runtime
 from mailproxy.logic.reports import tenant_target
 from mailproxy.logic.stream_reports import StreamReporter
@@ -25,7 +24,7 @@ OUTBOX_RESERVE_SECONDS = 10  # kept from the posts for the outbox writes of what
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     services = runtime.services()
-    fallback = cache(deployment_target)  # read once a tenant needs it
+    fallback = cache(runtime.deployment_report_target)  # read once a tenant needs it
     target_for = cache(lambda tenant_id: tenant_target(services, tenant_id, fallback))
     return report_batch(event, context, StreamReporter(services, target_for, logger=logger, metrics=metrics))
 
