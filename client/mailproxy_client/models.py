@@ -270,6 +270,7 @@ class DeliveryReport(_Response):
     deferred_reason: str | None = None  # set with deferred_ts by newer proxies
     metadata: dict[str, Any] | None = None  # the message's own metadata and tags, from newer proxies
     tags: list[str] | None = None
+    sandbox: bool | None = None  # true: a sandbox account's message, built and recorded, delivered to nobody
 
     @property
     def status(self) -> Literal["sent", "error", "deferred", "unknown"]:
