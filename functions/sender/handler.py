@@ -29,8 +29,10 @@ def _entries(event: dict[str, Any]) -> list[QueueEntry]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
+    services = runtime.services()
     with BatchDelivery(
-        runtime.services(),
+        services,
+        correlation_key=runtime.correlation_key(services.settings),
         logger=logger,
         metrics=metrics,
         remaining_seconds=(lambda: remaining() / 1000) if remaining else None,

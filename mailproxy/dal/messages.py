@@ -46,6 +46,9 @@ class NewMessage:
     message_id_header: str
     content: dict[str, Any]
     suspended: bool = False
+    # On the status item, not in the content: GET /messages and every report entry show them.
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,6 +102,7 @@ class Outcome:
     not_before: int | None = None  # deferred: the earliest next attempt
     reason: str | None = None  # deferred: why
     smtp_attempt: bool = True  # False when no SMTP transaction was tried (rate limit, missing account)
+    sandbox: bool = False  # sent by a sandbox account: built, recorded, delivered to nobody
 
 
 class MessageStore:
@@ -213,6 +217,10 @@ class MessageStore:
             "attempts": 0,
             "history": [{"event": "queued", "ts": message.created_ms // 1000}],
         }
+        if message.metadata:
+            item["metadata"] = message.metadata
+        if message.tags:
+            item["tags"] = message.tags
         if message.suspended:
             item["suspended"] = True  # out of the sweep's index until activated
         elif due:
@@ -324,6 +332,9 @@ class MessageStore:
         }
         if outcome.smtp_attempt:
             sets.append("attempts = attempts + :one")
+        if outcome.sandbox:
+            sets.append("sandbox = :sandbox")
+            named["sandbox"] = True
         if outcome.status is MessageStatus.SENT:
             sets.append("sent_ts = :ts")
             removes += ["due_pk", "due_ts", "not_before"]

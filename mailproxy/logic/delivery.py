@@ -23,12 +23,14 @@ from mailproxy.dal.ratelimits import Reservation
 from mailproxy.dal.records import ClaimedMessage
 from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed, LargeFiles
 from mailproxy.logic.backoff import retry_delay
+from mailproxy.logic.bounces.correlation import correlation_id
 from mailproxy.logic.http_guard import HttpPolicy
 from mailproxy.logic.mime import Download, Envelope, MailAttachment, OutgoingMail, build_message, with_download_links
 from mailproxy.logic.orphans import refused_claim
 from mailproxy.logic.smtp import Outcome as SmtpOutcome
 from mailproxy.logic.smtp import SendResult, SmtpAccount, SmtpPool
 from mailproxy.logic.ssrf import guarded_addresses, parse_allowlist
+from mailproxy.logic.suppression import RECIPIENT_FIELDS, SUPPRESSED_METRIC, SendTimeSuppression, without
 from mailproxy.models import MessageStatus, check_headers_size
 from mailproxy.services import Services
 
@@ -44,6 +46,8 @@ class _Account:
     problem: str | None = None  # why it cannot be used now (its password does not decrypt)
     sandbox: bool = False  # build, record `sent`, connect to nothing
     keep_raw_seconds: int | None = None  # keep the MIME of real sends this long (GET /messages/{id}/raw)
+    suppression: bool = True  # false: the tenant's suppression list is not applied (transactional mail)
+    is_pec: bool = False  # a PEC account: an acceptance receipt is awaited after each send
 
 
 # The history reason of a sandbox account's `sent`: built and validated, delivered to nobody.
@@ -71,6 +75,7 @@ class BatchDelivery:
         self,
         services: Services,
         *,
+        correlation_key: bytes,
         logger: Logger,
         metrics: Metrics,
         pool: SmtpPool | None = None,
@@ -83,6 +88,7 @@ class BatchDelivery:
         self._logger = logger
         self._metrics = metrics
         self._clock = clock
+        self._correlation_key = correlation_key
         allowlist = parse_allowlist(self._settings.smtp_host_allowlist)
         self.pool = pool or SmtpPool(addresses=guarded_addresses(self._settings.mode, allowlist))
         self._accounts: dict[tuple[str, str], _Account | None] = {}
@@ -98,11 +104,14 @@ class BatchDelivery:
         self._rate_limited: set[tuple[str, str]] = set()
         # Connection slots (dal/connections.py) held by this batch, None where every slot was held by others.
         self._connection_slots: dict[tuple[str, str], ConnectionSlot | None] = {}
+        self._suppression = SendTimeSuppression(services, lambda: self._contents.items())
+        self._return_path: str | None = None  # envelope sender of messages that set none (docs/bounces.md)
 
     # -- batch scope ---------------------------------------------------------------------------------
     def prepare(self, entries: list[QueueEntry]) -> None:
         """Read what the whole batch needs at once: accounts, quota slots, contents."""
         now = int(self._clock())
+        self._return_path = self._deployment_return_path()
         wanted: Counter[tuple[str, str]] = Counter((e.tenant_id, e.account_id) for e in entries)
         for key, count in wanted.items():
             account = self._account(key)
@@ -113,6 +122,16 @@ class BatchDelivery:
         except Exception:
             # A throttled batch read: each record then reads its own content, and fails alone if it must.
             self._logger.warning("batch read of contents failed; reading per message", exc_info=True)
+
+    def _deployment_return_path(self) -> str | None:
+        """The bounce mailbox's return path (set through the API), else GMP_BOUNCE_RETURN_PATH. A failed read
+        costs the batch its return path, never its mail: bounces then go to each message's From."""
+        try:
+            configured = self._services.bounce_config.get().return_path
+        except Exception:
+            self._logger.warning("bounce configuration not read; no return path this batch", exc_info=True)
+            configured = None
+        return configured or self._settings.bounce_return_path
 
     def close(self) -> None:
         """Give back what the batch holds; the connection slots on every path, after their connections closed."""
@@ -176,6 +195,8 @@ class BatchDelivery:
             max_concurrent=stored.max_concurrent,
             sandbox=stored.sandbox,
             keep_raw_seconds=stored.keep_raw_seconds,
+            suppression=stored.suppression,
+            is_pec=stored.is_pec_account,
         )
 
     # -- one record ----------------------------------------------------------------------------------
@@ -257,7 +278,7 @@ class BatchDelivery:
         held_back = self._held_back(claimed, key, account, now)
         if held_back is not None:
             return held_back
-        built = self._message(claimed, now)
+        built = self._message(claimed, account, now)
         if isinstance(built, Outcome):
             return built
         if key in self._unreachable:
@@ -270,11 +291,22 @@ class BatchDelivery:
         if account.sandbox:
             # Built and checked as for a real send; kept for /raw; a failing put must not fail the message.
             self._keep_raw(claimed, message, now + RETENTION_SECONDS)
-            return Outcome(MessageStatus.SENT, now, reason=SANDBOX_REASON, smtp_attempt=False)
+            return Outcome(MessageStatus.SENT, now, reason=SANDBOX_REASON, smtp_attempt=False, sandbox=True)
         outcome = self._send(claimed, key, account, message, envelope)
-        if outcome.status is MessageStatus.SENT and account.keep_raw_seconds:
-            self._keep_raw(claimed, message, outcome.ts + account.keep_raw_seconds)
+        if outcome.status is MessageStatus.SENT:
+            self._after_sent(claimed, account, message, outcome.ts)
         return outcome
+
+    def _after_sent(self, claimed: ClaimedMessage, account: _Account, message: EmailMessage, sent_ts: int) -> None:
+        if account.keep_raw_seconds:
+            self._keep_raw(claimed, message, sent_ts + account.keep_raw_seconds)
+        if account.is_pec:
+            try:
+                self._services.mailbox_state.await_acceptance(claimed.tenant_id, claimed.id, sent_ts=sent_ts)
+            except Exception:  # the message is sent; only its `pec_timeout` is lost, never a second send
+                self._logger.warning(
+                    "PEC acceptance wait not recorded", exc_info=True, extra={"message_id": claimed.id}
+                )
 
     def _keep_raw(self, claimed: ClaimedMessage, message: EmailMessage, keep_until: int) -> None:
         try:
@@ -291,11 +323,18 @@ class BatchDelivery:
             self._rate_limited.add(claimed.key)
         return limited
 
-    def _message(self, claimed: ClaimedMessage, now: int) -> tuple[EmailMessage, Envelope] | Outcome:
-        """The message to send, built from the stored content with its attachments; or why it cannot be."""
+    def _message(self, claimed: ClaimedMessage, account: _Account, now: int) -> tuple[EmailMessage, Envelope] | Outcome:
+        """The message to send, built from the stored content with its attachments, without the recipients
+        suppressed since it was queued; or why it cannot be."""
         content = self._contents.get(claimed.key)
         if content is None:
             return _ended_unsent(now, "message content is missing")
+        suppressed = self._suppression.suppressed(claimed.tenant_id, content, account.suppression)
+        if suppressed:
+            self._metrics.add_metric(name=SUPPRESSED_METRIC, unit=MetricUnit.Count, value=len(suppressed))
+            content = without(content, suppressed)
+            if not any(content.get(name) for name in RECIPIENT_FIELDS):
+                return _ended_unsent(now, "suppressed: every recipient is on the tenant's suppression list")
         try:
             mail = self._mail(claimed.tenant_id, claimed.id, content)
         except FetchFailed as failure:
@@ -303,7 +342,8 @@ class BatchDelivery:
                 return self._retry_outcome(claimed, now, failure.reason)
             return Outcome(MessageStatus.ERROR, now, error=failure.reason)
         try:
-            return build_message(mail, message_id=claimed.message_id_header)
+            correlation = correlation_id(claimed.tenant_id, claimed.id, key=self._correlation_key)
+            return build_message(mail, message_id=claimed.message_id_header, correlation=correlation)
         except ValueError as exc:
             return _ended_unsent(now, f"message cannot be built: {exc}")
 
@@ -395,6 +435,8 @@ class BatchDelivery:
                 )
             )
         mail = OutgoingMail(**{**content, "attachments": attachments})
+        if mail.return_path is None and self._return_path:
+            mail = mail.model_copy(update={"return_path": self._return_path})
         if downloads:
             body = with_download_links(mail.body, downloads, html=mail.content_type == "html" and mail.html is None)
             html = with_download_links(mail.html, downloads, html=True) if mail.html is not None else None

@@ -12,6 +12,7 @@ from mailproxy.dal.messages import NewMessage
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry
 from mailproxy.dal.suspensions import is_suspended
 from mailproxy.logic.attachments import seal_credentials
+from mailproxy.logic.suppression import filter_recipients
 from mailproxy.models import (
     AddMessagesRequest,
     AddMessagesResponse,
@@ -55,37 +56,18 @@ def add_messages(
         seen.add((message.tenant_id, message.id))
         valid.append(message)
 
-    known_accounts: dict[tuple[str, str], bool] = {}
     suspensions = {t: services.suspensions.suspended(t) for t in {m.tenant_id for m in valid}}
     new: list[NewMessage] = []
     now = now_ms // 1000
-    for message in valid:
-        account_key = (message.tenant_id, message.account_id)
-        if account_key not in known_accounts:
-            known_accounts[account_key] = services.accounts.get(*account_key) is not None
-        if not known_accounts[account_key]:
-            rejected.append(
-                Rejection(
-                    id=message.id,
-                    reason=f"account_id: unknown account {message.account_id!r}",
-                    code=RejectionCode.UNKNOWN_ACCOUNT,
-                )
-            )
+    for (message_tenant, account_id), group in _by_account(valid).items():
+        account = services.accounts.get(message_tenant, account_id)
+        if account is None:
+            reason = f"account_id: unknown account {account_id!r}"
+            rejected.extend(Rejection(id=m.id, reason=reason, code=RejectionCode.UNKNOWN_ACCOUNT) for m in group)
             continue
-        new.append(
-            NewMessage(
-                tenant_id=message.tenant_id,
-                id=message.id,
-                account_id=message.account_id,
-                priority=int(message.priority),
-                created_ms=now_ms,
-                not_before=message.deferred_ts if message.deferred_ts and message.deferred_ts > now else None,
-                batch_code=message.batch_code,
-                message_id_header=_message_id_header(message),
-                content=seal_credentials(services.secret_box, message.tenant_id, message.content()),
-                suspended=is_suspended(suspensions[message.tenant_id], message.batch_code),
-            )
-        )
+        kept, suppressed = filter_recipients(services, message_tenant, account, group)
+        rejected.extend(suppressed)
+        new.extend(_new_message(services, message, now_ms, suspensions[message_tenant]) for message in kept)
 
     created, replaced = _store_and_enqueue(services, new, now=now)
     queued_keys = {m.key for m in [*created, *replaced]}
@@ -96,6 +78,31 @@ def add_messages(
     )
     services.counters.count_each("queued", ((m.tenant_id, m.account_id) for m in created))  # /metrics, best effort
     return AddMessagesResponse(queued=len(queued_keys), rejected=rejected)
+
+
+def _by_account(messages: list[MessageIn]) -> dict[tuple[str, str], list[MessageIn]]:
+    groups: dict[tuple[str, str], list[MessageIn]] = {}
+    for message in messages:
+        groups.setdefault((message.tenant_id, message.account_id), []).append(message)
+    return groups
+
+
+def _new_message(services: Services, message: MessageIn, now_ms: int, suspensions: set[str]) -> NewMessage:
+    now = now_ms // 1000
+    return NewMessage(
+        tenant_id=message.tenant_id,
+        id=message.id,
+        account_id=message.account_id,
+        priority=int(message.priority),
+        created_ms=now_ms,
+        not_before=message.deferred_ts if message.deferred_ts and message.deferred_ts > now else None,
+        batch_code=message.batch_code,
+        message_id_header=_message_id_header(message),
+        content=seal_credentials(services.secret_box, message.tenant_id, message.content()),
+        suspended=is_suspended(suspensions, message.batch_code),
+        metadata=message.metadata or None,
+        tags=message.tags or None,
+    )
 
 
 def _store_and_enqueue(

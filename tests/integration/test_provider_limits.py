@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from functions.sender import handler as sender
 from mailproxy.config import SENDER_SAFETY_SECONDS, Settings
 from mailproxy.dal.queues import QueueEntry
+from mailproxy.logic.bounces.correlation import deployment_key
 from mailproxy.logic.delivery import BatchDelivery
 from mailproxy.logic.ingest import add_messages
 from mailproxy.logic.smtp import SendResult, SmtpPool
@@ -197,7 +198,16 @@ def test_connection_slot_is_released_after_an_exception_inside_the_send(
     submit(services, 1)
     entry = QueueEntry(TENANT, "m0", ACCOUNT, 2)
     escapes = pytest.raises(Crash) if isinstance(error, Crash) else contextlib.nullcontext()
-    with escapes, BatchDelivery(services, logger=logger, metrics=metrics, pool=FailingPool(error)) as delivery:
+    with (
+        escapes,
+        BatchDelivery(
+            services,
+            correlation_key=deployment_key(services.settings),
+            logger=logger,
+            metrics=metrics,
+            pool=FailingPool(error),
+        ) as delivery,
+    ):
         delivery.prepare([entry])
         assert delivery.deliver(entry) == "deferred"  # a caught exception costs the message an attempt
     assert every_slot_is_free(services, 1)
@@ -221,7 +231,13 @@ def test_message_over_the_per_second_limit_is_deferred_with_attempts_unchanged(
     entry = QueueEntry(TENANT, "m0", ACCOUNT, 2)
     # Too little time left in the invocation to wait for a slot of the second.
     spare = SMTP_TIMEOUT + SENDER_SAFETY_SECONDS + 0.5
-    with BatchDelivery(services, logger=logger, metrics=metrics, remaining_seconds=lambda: spare) as delivery:
+    with BatchDelivery(
+        services,
+        correlation_key=deployment_key(services.settings),
+        logger=logger,
+        metrics=metrics,
+        remaining_seconds=lambda: spare,
+    ) as delivery:
         delivery.prepare([entry])
         assert delivery.deliver(entry) == "deferred"
     item = statuses(services, ["m0"])[0]

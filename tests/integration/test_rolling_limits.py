@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mailproxy.dal.queues import QueueEntry
+from mailproxy.logic.bounces.correlation import deployment_key
 from mailproxy.logic.delivery import BatchDelivery
 from mailproxy.logic.ingest import add_messages
 from mailproxy.models import AccountIn, AddMessagesRequest
@@ -122,7 +123,9 @@ class FakeClock:
 
 
 def deliver_batch(services: Services, clock: FakeClock, message_ids: list[str]) -> dict[str, str]:
-    with BatchDelivery(services, logger=logger, metrics=metrics, clock=clock) as delivery:
+    with BatchDelivery(
+        services, correlation_key=deployment_key(services.settings), logger=logger, metrics=metrics, clock=clock
+    ) as delivery:
         entries = [QueueEntry(TENANT, message_id, ACCOUNT, 2) for message_id in message_ids]
         delivery.prepare(entries)
         return {entry.message_id: delivery.deliver(entry) for entry in entries}

@@ -8,9 +8,9 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from mailproxy.dal.records import ClaimedMessage, StoredAccount
+from mailproxy.dal.records import StoredAccount
 from mailproxy.dal.suppressions import normalize_address
-from mailproxy.logic.suppression import filter_recipients, suppressed_at_send
+from mailproxy.logic.suppression import filter_recipients
 from mailproxy.models import AccountIn, MessageIn, RejectionCode, TenantIn
 from mailproxy.services import Services
 from tests.conftest import AUTH, account_payload, message_payload
@@ -183,25 +183,6 @@ def test_an_account_or_tenant_that_turned_suppression_off_is_not_filtered(servic
     assert filter_recipients(services, "acme", transactional, [message]) == ([message], [])
     services.tenants.put(TenantIn(id="acme", suppression=False))
     assert filter_recipients(services, "acme", _account(services), [message]) == ([message], [])
-
-
-def test_the_sender_learns_which_recipients_were_suppressed_after_ingestion(services: Services) -> None:
-    account = _account(services)
-    content = _message("m", to=["Late <late@example.com>", "fine@example.com"], bcc=["b@example.com"]).content()
-    claimed = ClaimedMessage(
-        pk="MSG#acme#m",
-        tenant_id="acme",
-        id="m",
-        account_id=account.id,
-        priority=2,
-        message_id_header="<m@x>",
-        claims=1,
-    )
-    assert suppressed_at_send(services, claimed, content, account) == set()
-    services.suppressions.add("acme", "LATE@example.com", "hard_bounce")
-    assert suppressed_at_send(services, claimed, content, account) == {"Late <late@example.com>"}
-    off = _account(services, suppression=False)
-    assert suppressed_at_send(services, claimed, content, off) == set()
 
 
 def test_the_suppression_option_round_trips_through_the_api(api: TestClient) -> None:

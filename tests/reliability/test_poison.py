@@ -109,10 +109,10 @@ def test_message_killing_its_invocation_after_the_claim_ends_after_max_attempts(
     healthy = healthy_and(world, smtp_sink_factory, message_payload("poison"))
     original = delivery_module.build_message
 
-    def build(mail: Any, *, message_id: str) -> Any:
+    def build(mail: Any, *, message_id: str, correlation: str) -> Any:
         if message_id == world.status("poison")["message_id_header"]:
             raise Killed
-        return original(mail, message_id=message_id)
+        return original(mail, message_id=message_id, correlation=correlation)
 
     monkeypatch.setattr(delivery_module, "build_message", build)
     # The first crash's record comes back by SQS's visibility timeout (the message, enqueued at once, has no

@@ -136,7 +136,7 @@ def test_dns_rebinding_after_the_account_check_is_refused_at_connect_time(
     sender checks again when it connects: nothing reaches the internal server, the message ends in error."""
     internal = smtp_sink_factory("plain")  # stands for a service inside the VPC
     world.sinks.append(internal)
-    reconfigure(monkeypatch, GMP_MODE="aws")
+    reconfigure(monkeypatch, GMP_MODE="aws", GMP_CORRELATION_SECRET="a-deployment-secret-for-tests")
     world.services.accounts.put(
         AccountIn(id="smtp-main", host="rebind.attacker.example", port=internal.port, timeout=2)
     )
@@ -219,7 +219,7 @@ def test_attachment_urls_pointing_inside_are_refused_before_any_connection(
     sink = smtp_sink_factory("plain")
     world.sinks.append(sink)
     world.services.accounts.put(AccountIn(id="smtp-main", **sink.account()))
-    reconfigure(monkeypatch, GMP_MODE="aws")
+    reconfigure(monkeypatch, GMP_MODE="aws", GMP_CORRELATION_SECRET="a-deployment-secret-for-tests")
     dns.answer("files.attacker.example", ["127.0.0.1"])
     attachment = {"filename": "a.pdf", "storage_path": f"https://files.attacker.example:{port}/a.pdf"}
     world.submit(message_payload("m0", attachments=[attachment]))
