@@ -2,7 +2,8 @@
 UID handled and the last poll, so that each mail is read once and a mailbox is polled at its own interval;
 and the PEC messages still waiting for their acceptance receipt (`pk = PECWAIT#<tenant>`,
 `sk = <sent ts, 10 digits>#<message id>`), which the poller reads oldest first with one Query per tenant,
-never a scan."""
+never a scan; and each sent PEC message's Message-ID (`pk = PECREF#<tenant>`, `sk = <Message-ID>`, expiring),
+by which a receipt that quotes no X-Genro-Mail-ID finds it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from mailproxy.dal.items import from_item, values
 from mailproxy.dal.records import Record
 
 MAILBOX_PK = "MAILBOX"
+# How long a sent PEC message can be found by its Message-ID: delivery receipts come within hours; a
+# non-delivery (mancata consegna) within a day or so of the provider's retries.
+PEC_REFERENCE_SECONDS = 30 * 86400
 
 
 class MailboxState(Record):
@@ -22,6 +26,10 @@ class MailboxState(Record):
 
 def pec_wait_pk(tenant_id: str) -> str:
     return f"PECWAIT#{tenant_id}"
+
+
+def pec_reference_pk(tenant_id: str) -> str:
+    return f"PECREF#{tenant_id}"
 
 
 def pec_wait_sk(sent_ts: int, message_id: str) -> str:
@@ -61,8 +69,10 @@ class MailboxStateStore:
         )
 
     # -- PEC messages waiting for acceptance -------------------------------------------------------------
-    def await_acceptance(self, tenant_id: str, message_id: str, *, sent_ts: int) -> None:
-        """The sender calls this when a PEC message was sent (its acceptance receipt is now due)."""
+    def await_acceptance(self, tenant_id: str, message_id: str, *, sent_ts: int, message_id_header: str) -> None:
+        """The sender calls this when a PEC message was sent: its acceptance receipt is now due, and any receipt
+        that names it only by its Message-ID (`X-Riferimento-Message-ID`, a short receipt without the original)
+        finds it for `PEC_REFERENCE_SECONDS`."""
         self._db.put_item(
             TableName=self._table,
             Item={
@@ -71,6 +81,24 @@ class MailboxStateStore:
                 "id": {"S": message_id},
             },
         )
+        self._db.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": pec_reference_pk(tenant_id)},
+                "sk": {"S": message_id_header},
+                "id": {"S": message_id},
+                "expires_at": {"N": str(sent_ts + PEC_REFERENCE_SECONDS)},
+            },
+        )
+
+    def referenced(self, tenant_id: str, message_id_header: str) -> str | None:
+        """The id of the tenant's PEC message sent with this Message-ID, while its reference lives."""
+        answer = self._db.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": pec_reference_pk(tenant_id)}, "sk": {"S": message_id_header.strip()}},
+            ConsistentRead=True,
+        )
+        return str(answer["Item"]["id"]["S"]) if "Item" in answer else None
 
     def accepted(self, tenant_id: str, message_id: str, *, sent_ts: int) -> None:
         self._db.delete_item(

@@ -302,7 +302,9 @@ class BatchDelivery:
             self._keep_raw(claimed, message, sent_ts + account.keep_raw_seconds)
         if account.is_pec:
             try:
-                self._services.mailbox_state.await_acceptance(claimed.tenant_id, claimed.id, sent_ts=sent_ts)
+                self._services.mailbox_state.await_acceptance(
+                    claimed.tenant_id, claimed.id, sent_ts=sent_ts, message_id_header=claimed.message_id_header
+                )
             except Exception:  # the message is sent; only its `pec_timeout` is lost, never a second send
                 self._logger.warning(
                     "PEC acceptance wait not recorded", exc_info=True, extra={"message_id": claimed.id}

@@ -240,7 +240,7 @@ def test_pec_acceptance_then_delivery_are_recorded_in_order(
 ) -> None:
     now = int(time.time())
     sent_message(services, "pa", "p1", now=now)
-    services.mailbox_state.await_acceptance("pa", "p1", sent_ts=now)
+    services.mailbox_state.await_acceptance("pa", "p1", sent_ts=now, message_id_header="<p1@sender.example>")
     dovecot.create_folder("pec", "Receipts")
     sent = original("pa", "p1", KEY)
     mailbox = mailbox_of(dovecot, "Receipts", user="pec", tenant_id="pa")
@@ -258,13 +258,39 @@ def test_pec_acceptance_then_delivery_are_recorded_in_order(
     assert services.mailbox_state.overdue("pa", sent_before=now + 10**6) == []
 
 
+def test_a_short_pec_receipt_finds_its_message_by_the_referenced_message_id_in_that_tenants_inbox_only(
+    services: Services,
+    dovecot: DovecotServer,
+) -> None:
+    now = int(time.time())
+    for tenant in ("pc", "other"):
+        sent_message(services, tenant, "p3", now=now)
+    services.mailbox_state.await_acceptance("pc", "p3", sent_ts=now, message_id_header="<p3@sender.example>")
+    dovecot.create_folder("pec", "Short")
+    short = pec_receipt(original("pc", "p3", KEY), "avvenuta-consegna", attach_original=False)
+    dovecot.append("pec", short, "Short")
+    dovecot.append("pec", short, "Short")
+
+    elsewhere = run(services, dovecot, mailbox_of(dovecot, "Short", user="pec", tenant_id="other"), now + 5)
+    assert (elsewhere.applied, elsewhere.unparsed) == (0, 2)
+    dovecot.create_folder("pec", "Short2")
+    dovecot.append("pec", short, "Short2")
+    result = run(services, dovecot, mailbox_of(dovecot, "Short2", user="pec", tenant_id="pc"), now + 5)
+
+    assert result.applied == 1
+    item = services.messages.get("pc", "p3")
+    assert item is not None and item["pec_event"] == "pec_delivery"
+    untouched = services.messages.get("other", "p3")
+    assert untouched is not None and "pec_event" not in untouched
+
+
 def test_pec_message_without_acceptance_times_out(
     services: Services,
     dovecot: DovecotServer,
 ) -> None:
     now = int(time.time())
     sent_message(services, "pb", "p2", now=now)
-    services.mailbox_state.await_acceptance("pb", "p2", sent_ts=now)
+    services.mailbox_state.await_acceptance("pb", "p2", sent_ts=now, message_id_header="<p2@sender.example>")
     dovecot.create_folder("pec", "Quiet")
     mailbox = mailbox_of(dovecot, "Quiet", user="pec", tenant_id="pb")
     timeout = services.settings.pec_acceptance_timeout

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from aws_lambda_powertools import Logger
 
 from mailproxy.logic.bounces.apply import Applied, apply_notice, record_pec_timeouts
-from mailproxy.logic.bounces.parse import Unparsed, parse_mail
+from mailproxy.logic.bounces.parse import ReferenceLookup, Unparsed, parse_mail
 from mailproxy.services import Services
 
 logger = Logger(child=True)
@@ -156,7 +156,11 @@ def _handle(
     result: PollResult,
 ) -> None:
     raw = _fetch(conn, uid)
-    parsed = parse_mail(raw, key=key, now=now) if raw is not None else Unparsed(reason="not_a_notice")
+    parsed = (
+        parse_mail(raw, key=key, now=now, referenced=_references(services, mailbox.tenant_id))
+        if raw is not None
+        else Unparsed(reason="not_a_notice")
+    )
     if isinstance(parsed, Unparsed):
         result.unparsed += 1
         logger.info("mail not parsed", extra={"mailbox": mailbox.key, "uid": uid, "reason": parsed.reason})
@@ -176,6 +180,19 @@ def _handle(
     _store_flags(conn, uid, rf"(\Seen {HANDLED_KEYWORD})")
     if processed:
         conn.uid("MOVE", str(uid), PROCESSED_FOLDER)
+
+
+def _references(services: Services, tenant_id: str | None) -> ReferenceLookup | None:
+    """A PEC account's inbox: its receipts may name a message by Message-ID alone. The deployment's bounce
+    mailbox (no tenant) correlates by the signed header only."""
+    if tenant_id is None:
+        return None
+
+    def lookup(message_id_header: str) -> tuple[str, str] | None:
+        message_id = services.mailbox_state.referenced(tenant_id, message_id_header)
+        return None if message_id is None else (tenant_id, message_id)
+
+    return lookup
 
 
 def _connect(mailbox: Mailbox, ca_file: str | None) -> imaplib.IMAP4:

@@ -70,13 +70,19 @@ class Unparsed(BaseModel):
 ParseResult = BounceNotice | PecReceipt | Unparsed
 
 
-def parse_mail(raw: bytes, *, key: bytes, now: int) -> ParseResult:
-    """What the mail `raw` says about one of our messages (see the module docstring)."""
+# A PEC message's (tenant, id) by the Message-ID a receipt quotes, within one PEC account's inbox.
+ReferenceLookup = Callable[[str], tuple[str, str] | None]
+
+
+def parse_mail(raw: bytes, *, key: bytes, now: int, referenced: ReferenceLookup | None = None) -> ParseResult:
+    """What the mail `raw` says about one of our messages (see the module docstring). `referenced`: in a PEC
+    account's inbox, a receipt without a verifiable X-Genro-Mail-ID (a short receipt carries no original)
+    is correlated by its `X-Riferimento-Message-ID` among the messages that account sent."""
     mail = message_from_bytes(raw, policy=policy.default)
     assert isinstance(mail, EmailMessage)
     receipt = mail.get("X-Ricevuta")
     if receipt is not None:
-        return _pec_receipt(mail, str(receipt).strip().lower(), key=key, now=now)
+        return _pec_receipt(mail, str(receipt).strip().lower(), key=key, now=now, referenced=referenced)
     report_type = str(mail.get_param("report-type", "", header="content-type")).lower()
     if mail.get_content_type() == "multipart/report" and report_type == "feedback-report":
         return _complaint(mail, key=key, now=now)
@@ -212,7 +218,9 @@ def _reason_line(text: str, recipient: str) -> str | None:
 
 
 # -- PEC receipts --------------------------------------------------------------------------------------------
-def _pec_receipt(mail: EmailMessage, receipt: str, *, key: bytes, now: int) -> ParseResult:
+def _pec_receipt(
+    mail: EmailMessage, receipt: str, *, key: bytes, now: int, referenced: ReferenceLookup | None
+) -> ParseResult:
     event = PEC_EVENTS.get(receipt, "pec_acceptance" if receipt.startswith("accett") else None)
     if event is None:
         return Unparsed(reason="not_a_notice", detail=f"unknown X-Ricevuta {receipt!r}")
@@ -220,13 +228,24 @@ def _pec_receipt(mail: EmailMessage, receipt: str, *, key: bytes, now: int) -> P
     error = mail.get("X-VerificaSicurezza") or mail.get("X-Errore") or None
     if event == "pec_error" and error:
         details += f": {error}"
-    return _correlated(
-        mail,
-        key,
-        lambda t, m: PecReceipt(
-            tenant_id=t, message_id=m, pec_event=event, receipt=receipt, pec_ts=now, pec_details=details[:REASON_LIMIT]
-        ),
-    )
+
+    def build(tenant_id: str, message_id: str) -> PecReceipt:
+        return PecReceipt(
+            tenant_id=tenant_id,
+            message_id=message_id,
+            pec_event=event,
+            receipt=receipt,
+            pec_ts=now,
+            pec_details=details[:REASON_LIMIT],
+        )
+
+    correlated = _correlated(mail, key, build)
+    reference = mail.get("X-Riferimento-Message-ID")
+    if isinstance(correlated, Unparsed) and correlated.reason == "uncorrelated" and referenced and reference:
+        found = referenced(str(reference).strip())
+        if found is not None:
+            return build(*found)
+    return correlated
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
