@@ -34,7 +34,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from mailproxy.config import Settings
 from mailproxy.dal.records import StoredTenant
-from mailproxy.dal.sync_state import SyncState
+from mailproxy.dal.sync_state import LeaseRefused, PostLease, SyncState
 from mailproxy.logic.http_auth import BadCredential, HttpAuth
 from mailproxy.logic.http_guard import HttpPolicy, HttpRefused, HttpUnavailable
 from mailproxy.logic.ssrf import parse_allowlist
@@ -194,6 +194,55 @@ def post(
     except ValueError:
         reply = None
     return PostResult(True, f"HTTP {answer.status}", reply)
+
+
+# A POST's lease on its tenant (dal/sync_state.py) is held for the POST's timeout and this margin at most.
+LEASE_MARGIN_SECONDS = 5.0
+# How long a poster waits for another poster's lease on the same tenant (a POST takes milliseconds to
+# seconds) before it leaves its reports to the outbox (the stream reporter) or to the next cycle.
+LEASE_WAIT_SECONDS = 3.0
+
+
+def take_lease(
+    services: Services, tenant_id: str, target: ReportTarget, deadline: float, clock: Callable[[], float]
+) -> PostLease | LeaseRefused:
+    """The tenant's post lease, waiting a little while another poster holds it; refused at once while the
+    client's quiet time holds."""
+    waited = 0.0
+    pause = 0.05
+    while True:
+        taken = services.sync_state.take_post_lease(
+            tenant_id, now=clock(), seconds=target.timeout + LEASE_MARGIN_SECONDS
+        )
+        if isinstance(taken, PostLease) or taken.quiet:
+            return taken
+        if waited + pause > LEASE_WAIT_SECONDS or deadline - time.monotonic() <= pause + 0.5:
+            return taken
+        time.sleep(pause)
+        waited += pause
+        pause = min(pause * 2, 0.4)
+
+
+def post_leased(
+    services: Services,
+    lease: PostLease,
+    target: ReportTarget,
+    entries: list[DeliveryReportItem],
+    *,
+    timeout: float,
+    now: int,
+    policy: HttpPolicy,
+) -> PostResult:
+    """`post` under `lease`: a call that was not answered 2xx is kept as `called` and the lease given back;
+    after a 2xx the caller keeps the reply with `sync_state.synced(lease, ...)`, which gives it back."""
+    try:
+        answer = post(target, entries, timeout=timeout, now=now, policy=policy)
+    except BaseException:
+        services.sync_state.release(lease)
+        raise
+    if not answer.ok:
+        services.sync_state.called(lease, at=now)
+    return answer
 
 
 LOGGED_IDS = 20  # ids of a reply's error / not_found lists that one log line names
@@ -501,22 +550,24 @@ class Reporter:
                     self._idle_call(result, state, deadline)
                 return
             result.oldest_left_sk = items[0]["rpt_sk"]
-            torn = [i for i in items if not is_reportable(i)]
-            if torn:
-                self._logger.warning(
-                    "outbox entries read incomplete; left for the next run",
-                    extra={"tenant_id": tenant_id, "count": len(torn)},
-                )
-                items = [i for i in items if is_reportable(i)]
-                if not items:
-                    result.left = True
-                    return
+            items = self._reportable(tenant_id, items)
+            if not items:
+                result.left = True
+                return
             target = self._target_for(tenant_id)
             if target is None:
                 result.no_target = result.left = True  # no endpoint configured: the reports wait in the outbox
                 return
+            lease = take_lease(self._services, tenant_id, target, deadline, self._clock)
+            if isinstance(lease, LeaseRefused):
+                # Quiet time set by a reply since the cycle began, or another poster still at it: next cycle.
+                result.held = lease.quiet
+                result.left = True
+                return
             started = self._clock()
-            answer = post(
+            answer = post_leased(
+                self._services,
+                lease,
                 target,
                 [report_entry(i) for i in items],
                 timeout=max(0.5, min(target.timeout, deadline - time.monotonic())),
@@ -532,17 +583,28 @@ class Reporter:
                     extra={"tenant_id": tenant_id, "reports": len(items), "reason": answer.detail},
                 )
                 return
+            # The reply is kept first: that write gives the lease back, so a marking that fails below leaves
+            # the entries for a resend by the next run rather than a lease that blocks it.
+            reply = self._synced(result, lease, answer.reply, started)
             marked = self._mark(items)
             result.posted += len(items)
             result.batches += 1
-            reply = self._synced(result, state, answer.reply, started)
-            state = None  # a run-now this call served is served: the next batch need not clear it again
             if reply.next_sync_after is not None:
                 result.held = result.left = True  # the client asked for quiet: the rest waits until then
                 return
             if not marked:  # every entry changed since it was read: read again next cycle, not in a loop
                 result.left = True
                 return
+
+    def _reportable(self, tenant_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The entries read whole; an entry read half-written (a concurrent outbox write) waits for the next run."""
+        reportable = [i for i in items if is_reportable(i)]
+        if len(reportable) < len(items):
+            self._logger.warning(
+                "outbox entries read incomplete; left for the next run",
+                extra={"tenant_id": tenant_id, "count": len(items) - len(reportable)},
+            )
+        return reportable
 
     def _idle_call(self, result: TenantRun, state: SyncState | None, deadline: float) -> None:
         """The empty call `{"delivery_report": []}` to a tenant with no events, when its interval has passed
@@ -553,7 +615,12 @@ class Reporter:
         target = self._target_for(result.tenant_id)
         if target is None:
             return
-        answer = post(
+        lease = take_lease(self._services, result.tenant_id, target, deadline, self._clock)
+        if isinstance(lease, LeaseRefused):
+            return  # quiet, or another poster is calling this client right now
+        answer = post_leased(
+            self._services,
+            lease,
             target,
             [],
             timeout=max(0.5, min(target.timeout, deadline - time.monotonic())),
@@ -564,24 +631,23 @@ class Reporter:
         if not answer.ok:
             # Not a report failure (nothing was to be delivered): the next call waits its interval.
             result.sync_call_failed = True
-            self._services.sync_state.called(result.tenant_id, at=int(started))
             self._logger.warning(
                 "empty sync call failed; next one after the interval",
                 extra={"tenant_id": result.tenant_id, "reason": answer.detail},
             )
             return
-        self._synced(result, state, answer.reply, started)
+        self._synced(result, lease, answer.reply, started)
 
-    def _synced(self, result: TenantRun, state: SyncState | None, raw: Any, started: float) -> ClientReply:
-        """Read a 2xx reply and keep what it says for the next calls."""
+    def _synced(self, result: TenantRun, lease: PostLease, raw: Any, started: float) -> ClientReply:
+        """Read a 2xx reply and keep what it says for the next calls (which gives the lease back)."""
         now = int(started)
         tenant_id = result.tenant_id
         reply = take_reply(self._logger, tenant_id, raw, now=now, max_defer=self._services.settings.sync_max_defer)
         result.client_errors += len(reply.errors)
         result.client_not_found += len(reply.not_found)
         result.again = result.again or reply.queued > 0
-        self._services.sync_state.synced(tenant_id, at=now, next_sync_after=reply.next_sync_after)
-        if state is not None and state.requested_ms is not None:
+        self._services.sync_state.synced(lease, at=now, next_sync_after=reply.next_sync_after)
+        if lease.state.requested_ms is not None:
             self._services.sync_state.request_served(tenant_id, started_ms=int(started * 1000))
         return reply
 

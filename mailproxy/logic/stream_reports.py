@@ -22,16 +22,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from mailproxy.dal.items import from_item
 from mailproxy.dal.keys import STATUS_SK
-from mailproxy.dal.sync_state import SyncState
+from mailproxy.dal.sync_state import LeaseRefused, PostLease
 from mailproxy.logic.http_guard import HttpPolicy
 from mailproxy.logic.reports import (
     MAX_PARALLEL_TENANTS,
     ClientReply,
     ReportTarget,
-    in_dnd,
-    post,
+    post_leased,
     report_entry,
     report_policy,
+    take_lease,
     take_reply,
 )
 from mailproxy.models import MessageStatus
@@ -123,11 +123,8 @@ class StreamReporter:
         by_tenant: dict[str, list[StreamOutcome]] = {}
         for outcome in outcomes:
             by_tenant.setdefault(outcome.item["tenant_id"], []).append(outcome)
-        states = self._sync_states()
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_TENANTS, len(by_tenant))) as pool:
-            results = list(
-                pool.map(lambda entry: self._tenant(entry[0], entry[1], states, deadline), by_tenant.items())
-            )
+            results = list(pool.map(lambda entry: self._tenant(entry[0], entry[1], deadline), by_tenant.items()))
         owed: dict[str, dict[str, Any]] = {}
         for result in results:
             self._account(result)
@@ -140,25 +137,15 @@ class StreamReporter:
         condition fails) is reported by its own record."""
         self._services.outbox.put(item)
 
-    def _sync_states(self) -> dict[str, SyncState] | None:
-        try:
-            return self._services.sync_state.all()
-        except Exception as exc:
-            self._logger.warning(
-                "sync states unreadable; the batch's reports go to the outbox", extra={"exception": type(exc).__name__}
-            )
-            return None
-
     def _tenant(
         self,
         tenant_id: str,
         outcomes: list[StreamOutcome],
-        states: dict[str, SyncState] | None,
         deadline: float,
     ) -> TenantDelivery:
         result = TenantDelivery(tenant_id, undelivered=outcomes)
         try:
-            self._post_tenant(result, outcomes, states, deadline)
+            self._post_tenant(result, outcomes, deadline)
         except Exception as exc:
             result.exception = type(exc).__name__
             # Not the exception's text: http.client, KMS or a codec could quote a credential in it.
@@ -172,14 +159,8 @@ class StreamReporter:
         self,
         result: TenantDelivery,
         outcomes: list[StreamOutcome],
-        states: dict[str, SyncState] | None,
         deadline: float,
     ) -> None:
-        if states is None:
-            return
-        state = states.get(result.tenant_id)
-        if in_dnd(state, self._clock()):
-            return  # the client asked for quiet: the scheduled reporter posts after it
         target = self._target_for(result.tenant_id)
         if target is None:
             return  # no endpoint configured: the reports wait in the outbox until one is
@@ -187,8 +168,13 @@ class StreamReporter:
         for start in range(0, len(outcomes), size):
             if deadline - time.monotonic() <= 0.5:
                 return
+            lease = take_lease(self._services, result.tenant_id, target, deadline, self._clock)
+            if isinstance(lease, LeaseRefused):
+                return  # the client asked for quiet, or another poster holds it: the scheduled reporter posts
             started = self._clock()
-            answer = post(
+            answer = post_leased(
+                self._services,
+                lease,
                 target,
                 [report_entry(o.item) for o in outcomes[start : start + size]],
                 timeout=max(0.5, min(target.timeout, deadline - time.monotonic())),
@@ -211,25 +197,20 @@ class StreamReporter:
                 now=int(started),
                 max_defer=self._services.settings.sync_max_defer,
             )
-            state = self._keep_reply(result.tenant_id, state, reply, started)
+            self._keep_reply(lease, reply, started)
             if reply.next_sync_after is not None:
                 return  # the client asked for quiet: the rest waits in the outbox until then
 
-    def _keep_reply(self, tenant_id: str, state: SyncState | None, reply: ClientReply, started: float) -> SyncState:
-        """Keep what a 2xx reply says for the next calls, with as few writes as it needs: the sync time at
-        most once per `GMP_SYNC_INTERVAL` (it spaces the empty calls), a do-not-disturb at once, a served
-        run-now cleared, and `queued` > 0 as a run-now, so that the next scheduled run calls again."""
-        now = int(started)
+    def _keep_reply(self, lease: PostLease, reply: ClientReply, started: float) -> None:
+        """Keep what a 2xx reply says for the next calls: the sync time and any do-not-disturb (the write that
+        gives the lease back), a served run-now cleared, and `queued` > 0 as a run-now, so that the next
+        scheduled run calls again."""
         sync_state = self._services.sync_state
-        last = state.last_sync_ts if state is not None else None
-        if reply.next_sync_after is not None or last is None or last + self._services.settings.sync_interval <= now:
-            sync_state.synced(tenant_id, at=now, next_sync_after=reply.next_sync_after)
-            last = now
-        if state is not None and state.requested_ms is not None:
-            sync_state.request_served(tenant_id, started_ms=int(started * 1000))
+        sync_state.synced(lease, at=int(started), next_sync_after=reply.next_sync_after)
+        if lease.state.requested_ms is not None:
+            sync_state.request_served(lease.tenant_id, started_ms=int(started * 1000))
         if reply.queued and reply.next_sync_after is None:
-            sync_state.request_sync(tenant_id, now_ms=int(self._clock() * 1000))
-        return SyncState(tenant_id=tenant_id, last_sync_ts=last, next_sync_after=reply.next_sync_after)
+            sync_state.request_sync(lease.tenant_id, now_ms=int(self._clock() * 1000))
 
     def _account(self, result: TenantDelivery) -> None:
         if result.posted:

@@ -4,6 +4,7 @@ scheduled reporter takes over what the stream could not deliver."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from functions.stream_reporter import handler as stream_handler
 from mailproxy.config import Settings
 from mailproxy.config import settings as cached_settings
 from mailproxy.dal.messages import Outcome
+from mailproxy.dal.sync_state import PostLease
 from mailproxy.logic.campaigns import remove_acknowledged
 from mailproxy.logic.reports import STREAM_MAX_LAG_SECONDS, Reporter, ReportTarget, reported_at, tenant_target
 from mailproxy.models import MessageStatus, TenantIn
@@ -125,7 +127,9 @@ def test_a_tenant_in_do_not_disturb_gets_its_report_from_the_outbox_after_its_qu
     services: Services, acme: ReportEndpoint
 ) -> None:
     now = int(time.time())
-    services.sync_state.synced("acme", at=now, next_sync_after=now + 3600)
+    lease = services.sync_state.take_post_lease("acme", now=now, seconds=10)
+    assert isinstance(lease, PostLease)
+    services.sync_state.synced(lease, at=now, next_sync_after=now + 3600)  # as a reply asking for quiet
     stream = stream_poller(services, reporting_to(services, per_tenant(services, None)))
     record_outcomes(services, 1, tenant_id="acme")
     stream.drain()
@@ -260,3 +264,32 @@ def test_the_local_poller_hands_over_only_outcomes_of_status_items(services: Ser
     assert len(seen) == 2
     assert all(r["eventSource"] == "aws:dynamodb" and r["eventSourceARN"] for r in seen)
     assert {r["dynamodb"]["NewImage"]["status"]["S"] for r in seen} == {"sent"}
+
+
+def test_two_posters_racing_one_tenant_never_call_it_at_once_and_honour_the_quiet_the_first_reply_asks(
+    services: Services, client: ReportEndpoint
+) -> None:
+    """The stream reporter and the scheduled reporter post for the same tenant at the same moment: one takes
+    the tenant's post lease, the other waits for it, then finds the quiet time the first reply asked for."""
+    target = ReportTarget(client.url)
+    stream = stream_poller(services, reporting_to(services, target))
+    client.default_status = 503
+    record_outcomes(services, 1, prefix="waiting")
+    stream.drain()  # its report waits in the outbox for the scheduled reporter
+    client.default_status = 200
+    client.hang_seconds = 0.5
+    client.reply = {"ok": True, "next_sync_after": int(time.time()) + 3600}
+    record_outcomes(services, 1, prefix="fresh")
+    calls_before = len(client.received)
+    posters = [
+        threading.Thread(target=stream.drain),
+        threading.Thread(target=scheduled_run, args=(services, target), kwargs={"now": time.time()}),
+    ]
+    for poster in posters:
+        poster.start()
+    for poster in posters:
+        poster.join()
+    assert len(client.received) == calls_before + 1  # the second poster never called inside the quiet time
+    posted = {i["id"] for i in client.items()}
+    left = {i["id"] for i in services.outbox.pending(10)}
+    assert posted | left == {"waiting0", "fresh0"} and not posted & left
