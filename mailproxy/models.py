@@ -573,7 +573,23 @@ class AddMessagesResponse(BaseModel):
     rejected: list[Rejection]
 
 
-class MessageView(BaseModel):
+class NoticeFields(BaseModel):
+    """What a notice after the SMTP reply adds to a message (docs/bounces.md): a bounce or complaint, or the
+    latest PEC receipt. Unset until one arrives; the message's status does not change."""
+
+    bounce_type: Literal["hard", "soft", "complaint"] | None = None
+    bounce_code: str | None = None  # 3 digits: the enhanced status without dots (5.1.1 -> "511") or a reply code
+    bounce_reason: str | None = None
+    bounce_ts: int | None = None
+    pec_event: str | None = None  # pec_acceptance | pec_relay | pec_delivery | pec_error | pec_timeout
+    pec_ts: int | None = None
+    pec_details: str | None = None
+
+
+NOTICE_FIELDS = tuple(NoticeFields.model_fields)
+
+
+class MessageView(NoticeFields):
     id: str
     tenant_id: str
     account_id: str
@@ -659,10 +675,11 @@ class SmtpProbeRequest(TenantScoped):
         return self
 
 
-class DeliveryReportItem(BaseModel):
+class DeliveryReportItem(NoticeFields):
     """One entry of `{"delivery_report": [...]}` (docs/network.md, "The proxy → your application"): the seed
     document's fields; a deferred entry also carries `deferred_reason`, the others do not. `tenant_id` names
-    the tenant the message belongs to, in every entry (docs/tenants.md)."""
+    the tenant the message belongs to, in every entry (docs/tenants.md). A bounce or PEC receipt adds its
+    fields (NoticeFields) to the message's entry, as the original's bounce and pec_* entries carry them."""
 
     id: str
     tenant_id: str
@@ -679,7 +696,7 @@ class DeliveryReportItem(BaseModel):
 
     def wire(self) -> dict[str, Any]:
         data = self.model_dump()
-        for optional in ("deferred_reason", "metadata", "tags", "sandbox"):
+        for optional in ("deferred_reason", "metadata", "tags", "sandbox", *NOTICE_FIELDS):
             if not data[optional]:
                 del data[optional]
         return data

@@ -19,8 +19,8 @@ BOUNCER_TIMEOUT_SECONDS = 55  # within the minute of the schedule
 # One run at a time: two overlapping runs would read the same new mail (harmless, but twice the work).
 BOUNCER_CONCURRENCY = 1
 # Config items it reads: the bounce config, the accounts and tenants (PEC inboxes); it writes mailbox state,
-# the PEC acceptance waits and the suppression list.
-CONFIG_WRITE_PARTITIONS = ["MAILBOX", "PECWAIT#*", "SUPPRESS#*"]
+# the PEC acceptance waits, the suppression list and the bounce counters.
+CONFIG_WRITE_PARTITIONS = ["MAILBOX", "PECWAIT#*", "SUPPRESS#*", "METRICS"]
 
 
 class Bouncer(Construct):

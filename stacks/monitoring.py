@@ -32,6 +32,17 @@ def report_failures_metric() -> cloudwatch.Metric:
     )
 
 
+def highest_complaint_rate_metric() -> cloudwatch.Metric:
+    """EMF metric emitted by the bouncer after each run: the highest complaint rate of any account, percent."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name="HighestComplaintRate",
+        dimensions_map={"service": SERVICE_NAME},
+        statistic=cloudwatch.Stats.MAXIMUM,
+        period=FIVE_MINUTES,
+    )
+
+
 class Monitoring(Construct):
     def __init__(
         self,
@@ -128,6 +139,13 @@ class Monitoring(Construct):
             stream_reporter_function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
             threshold=1,
             description="A stream reporter invocation failed (an outbox write, a timeout): its batch is retried.",
+        )
+        alarm(
+            "ComplaintRate",
+            highest_complaint_rate_metric(),
+            threshold=settings.complaint_rate_alarm_percent,
+            description=f"An SMTP account's complaint rate passed {settings.complaint_rate_alarm_percent} % (SES "
+            "pauses sending at 0.5 %): the bouncer's log names the account; look at what it sends.",
         )
         alarm(
             "Api5xx",

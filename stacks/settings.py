@@ -142,6 +142,8 @@ class Settings(BaseModel):
     # monitoring
     alarm_email: str | None = None
     oldest_message_alarm_seconds: int = Field(default=900, ge=60)
+    # SES reviews an account at 0.1 % complaints and may pause it at 0.5 %: warn at the first.
+    complaint_rate_alarm_percent: float = Field(default=0.1, gt=0, le=100)
     # packaging (tests point this at a tiny directory; default build/layer-<architecture>)
     layer_dir: str | None = None
 

@@ -295,9 +295,11 @@ class MailProxyClient:
         tenant_id: str | None = None,
         active_only: bool = False,
         include_history: bool = False,
+        bounced: bool | None = None,
     ) -> MessagesPage:
         """``GET /messages``: one page, newest first; ``page.cursor`` reads the next (None at the end).
-        ``active_only``: queued, deferred and sending only; ``include_history``: each message's events."""
+        ``active_only``: queued, deferred and sending only; ``include_history``: each message's events;
+        ``bounced``: True, only messages a bounce or complaint came back for (False: none came back)."""
         params = _params(
             status=status,
             account_id=account_id,
@@ -306,6 +308,7 @@ class MailProxyClient:
             tenant_id=tenant_id,
             active_only="true" if active_only else None,
             include_history="true" if include_history else None,
+            bounced=None if bounced is None else str(bounced).lower(),
         )
         return MessagesPage.model_validate(self._object(self._request("GET", "/messages", params=params)))
 
@@ -318,6 +321,7 @@ class MailProxyClient:
         tenant_id: str | None = None,
         active_only: bool = False,
         include_history: bool = False,
+        bounced: bool | None = None,
     ) -> Iterator[MessageInfo]:
         """Every message matching the filters, following the cursors page by page."""
         cursor: str | None = None
@@ -330,6 +334,7 @@ class MailProxyClient:
                 tenant_id=tenant_id,
                 active_only=active_only,
                 include_history=include_history,
+                bounced=bounced,
             )
             yield from page.messages
             if not page.cursor:

@@ -170,7 +170,19 @@ class HistoryEvent(_Response):
     status: str | None = None
 
 
-class MessageInfo(_Response):
+class Notices(_Response):
+    """What came back after the SMTP reply (newer proxies): a bounce or complaint, or the latest PEC receipt."""
+
+    bounce_type: str | None = None  # hard | soft | complaint
+    bounce_code: str | None = None  # e.g. "511" (5.1.1) or "550"
+    bounce_reason: str | None = None
+    bounce_ts: int | None = None
+    pec_event: str | None = None  # pec_acceptance | pec_relay | pec_delivery | pec_error | pec_timeout
+    pec_ts: int | None = None
+    pec_details: str | None = None
+
+
+class MessageInfo(Notices):
     """A message as ``GET /messages`` lists it, with its state and report fields."""
 
     id: str
@@ -188,6 +200,9 @@ class MessageInfo(_Response):
     deferred_reason: str | None = None
     reported_ts: int | None = None
     suspended: bool = False
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    sandbox: bool = False
     history: list[HistoryEvent] | None = None
 
 
@@ -252,11 +267,12 @@ class SmtpCheck(_Response):
     steps: list[SmtpStep] = Field(default_factory=list)
 
 
-class DeliveryReport(_Response):
+class DeliveryReport(Notices):
     """One entry of a delivery report (``{"delivery_report": [...]}``) the proxy POSTs to your endpoint.
 
     Exactly one of ``sent_ts`` / ``error_ts`` / ``deferred_ts`` is set (unix seconds); ``error`` goes
-    with ``error_ts``. A deferred message is reported again with its final outcome.
+    with ``error_ts``. A deferred message is reported again with its final outcome; a bounce or PEC receipt
+    reports it again with ``bounce_*`` or ``pec_*`` set.
     """
 
     id: str

@@ -13,7 +13,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailproxy import runtime
 from mailproxy.config import settings
 from mailproxy.logic.bounces.mailbox import poll_all
+from mailproxy.logic.bounces.rates import complaint_rates
 from mailproxy.observability import logger, metrics, tracer
+
+# The applied notices by type (PollResult's counters) and the highest complaint rate of any rated account.
+BOUNCE_METRICS = {"bounced_hard": "BouncesHard", "bounced_soft": "BouncesSoft", "complaints": "Complaints"}
+COMPLAINT_RATE_METRIC = "HighestComplaintRate"
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -21,13 +26,25 @@ from mailproxy.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     configured = settings()
+    services = runtime.services()
     totals = poll_all(
-        runtime.services(),
+        services,
         key=runtime.correlation_key(configured),
         now=int(time.time()),
         ca_file=configured.imap_ca_file,
     )
     for name in ("applied", "unparsed", "ignored", "timeouts", "failed"):
         metrics.add_metric(name=f"Bounce_{name}", unit=MetricUnit.Count, value=totals[name])
+    for counter, metric in BOUNCE_METRICS.items():
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=totals[counter])
+    rates = complaint_rates(services)
+    if rates:
+        highest = rates[0]
+        metrics.add_metric(name=COMPLAINT_RATE_METRIC, unit=MetricUnit.Percent, value=highest.percent)
+        if highest.complaints:
+            logger.info(
+                "highest complaint rate",
+                extra={"tenant_id": highest.tenant_id, "account_id": highest.account_id, "percent": highest.percent},
+            )
     logger.info("bounce run", extra=totals)
     return {"ok": True, **totals}

@@ -2,8 +2,9 @@
 bounded number of items (one per tenant and account) and never the messages table.
 
 Items: `pk = METRICS`, `sk = <tenant>#<account>` for what happens to a tenant's messages on one account
-(queued, sent, errors, deferred, rate_limited), and `sk = <tenant>` for what has no account where it happens
-(unsent messages removed). Tenant ids hold no `#` (models.TenantId), so the first `#` splits the key.
+(queued, sent, errors, deferred, rate_limited; bounced_hard, bounced_soft, complaints from the bouncer),
+and `sk = <tenant>` for what has no account where it happens (unsent messages removed). Tenant ids hold no
+`#` (models.TenantId), so the first `#` splits the key.
 
 Counters are best effort: writers aggregate their increments (one update per pair per sender batch or API
 request) and a failed update is logged and given up, never retried into a double count; the messages table
@@ -21,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mailproxy.dal.dynamo import DynamoDBClient, all_items, pages
 
 METRICS_PK = "METRICS"
-PAIR_FIELDS = ("queued", "sent", "errors", "deferred", "rate_limited")
+PAIR_FIELDS = ("queued", "sent", "errors", "deferred", "rate_limited", "bounced_hard", "bounced_soft", "complaints")
 TENANT_FIELDS = ("removed",)
 
 logger = Logger(child=True)

@@ -55,6 +55,7 @@ class MessageQueries:
         cursor: str | None,
         statuses: frozenset[str] | set[str] | None = None,
         tag: str | None = None,
+        bounced: bool | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first over every shard. Each round reads up to the entries still wanted from each shard
         not exhausted, keeps the newest of them all and moves each shard's position past what it kept:
@@ -67,6 +68,7 @@ class MessageQueries:
                 and (statuses is None or item["status"] in statuses)
                 and (account_id is None or item["account_id"] == account_id)
                 and (tag is None or tag in item.get("tags", ()))
+                and (bounced is None or ("bounce_type" in item) == bounced)
             )
 
         collected: list[dict[str, Any]] = []

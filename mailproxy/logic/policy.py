@@ -99,6 +99,14 @@ def refuse_internal_host(host: str, settings: Settings, *, resolve: Resolver | N
         raise Invalid(str(exc)) from None
 
 
+def refuse_internal_imap_host(host: str, settings: Settings) -> None:
+    """The SMTP hosts' SSRF guard for an IMAP host (the bounce mailbox, a PEC inbox), the field named."""
+    try:
+        refuse_internal_host(host, settings)
+    except Invalid as exc:
+        raise Invalid(f"imap_host: {str(exc).removeprefix('host: ')}") from None
+
+
 def refuse_internal_url(
     url: str | None, settings: Settings, *, field: str = "client_base_url", resolve: Resolver | None = None
 ) -> None:

@@ -39,7 +39,7 @@ from mailproxy.logic.http_auth import BadCredential, HttpAuth
 from mailproxy.logic.http_guard import HttpPolicy, HttpRefused, HttpUnavailable
 from mailproxy.logic.ssrf import parse_allowlist
 from mailproxy.logic.sweep import sweep_due
-from mailproxy.models import DEFAULT_TENANT, DeliveryReportItem, MessageStatus
+from mailproxy.models import DEFAULT_TENANT, NOTICE_FIELDS, DeliveryReportItem, MessageStatus
 from mailproxy.services import Services
 
 
@@ -148,6 +148,7 @@ def report_entry(item: dict[str, Any]) -> DeliveryReportItem:
         metadata=item.get("metadata"),
         tags=item.get("tags"),
         sandbox=item.get("sandbox"),
+        **{name: item.get(name) for name in NOTICE_FIELDS},
     )
 
 

@@ -68,6 +68,14 @@ def test_report_failures_emf_metric_raises_an_alarm(synth: Synthesis) -> None:
     assert alarm["Statistic"] == "Sum"
 
 
+def test_an_accounts_complaint_rate_over_the_setting_raises_an_alarm(synth: Synthesis) -> None:
+    (alarm,) = _alarms_on(synth, "GenroMailProxy", "HighestComplaintRate")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "genro-mail-proxy"}]
+    assert alarm["Statistic"] == "Maximum"
+    assert alarm["Threshold"] == synth.context["complaint_rate_alarm_percent"]
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
 def test_api_5xx_raise_an_alarm(synth: Synthesis) -> None:
     (alarm,) = _alarms_on(synth, "AWS/ApiGateway", "5XXError")
     assert {d["Name"] for d in alarm["Dimensions"]} >= {"ApiName", "Stage"}
@@ -76,7 +84,7 @@ def test_api_5xx_raise_an_alarm(synth: Synthesis) -> None:
 def test_every_alarm_notifies_the_sns_topic(synth: Synthesis) -> None:
     (topic_id,) = synth.resources("AWS::SNS::Topic")
     alarms = _alarms(synth)
-    assert len(alarms) == 10
+    assert len(alarms) == 11
     for alarm in alarms:
         assert {"Ref": topic_id} in alarm["AlarmActions"]
         assert alarm["TreatMissingData"] == "notBreaching"

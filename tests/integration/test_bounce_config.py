@@ -175,3 +175,10 @@ def test_add_pec_refuses_an_inbox_the_ssrf_guard_refuses(api: TestClient) -> Non
     body = {**account_payload(tenant_id="acme"), "imap_host": "169.254.169.254"}
     answer = api.post("/accounts/add_pec", headers=AUTH, json=body)
     assert answer.status_code == 422 and answer.json()["error"].startswith("imap_host:")
+
+
+def test_post_account_refuses_a_pec_inbox_the_ssrf_guard_refuses(api: TestClient, services: Services) -> None:
+    body = {**account_payload(tenant_id="acme"), "is_pec_account": True, "imap_host": "169.254.169.254"}
+    answer = api.post("/account", headers=AUTH, json=body)
+    assert answer.status_code == 422 and answer.json()["error"].startswith("imap_host:")
+    assert services.accounts.get("acme", body["id"]) is None

@@ -3,13 +3,16 @@ a remote MTA's mail would, the poller reads them over IMAPS and records them on 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from itertools import count
 
 import pytest
+from fastapi.testclient import TestClient
 
 from mailproxy.config import Settings
+from mailproxy.dal.counters import Tally
 from mailproxy.dal.messages import NewMessage, Outcome
 from mailproxy.dal.records import StoredBounceConfig
 from mailproxy.dal.schema import LocalResources
@@ -22,7 +25,10 @@ from mailproxy.logic.bounces.mailbox import (
     PollResult,
     poll,
 )
-from mailproxy.models import MessageStatus
+from mailproxy.logic.bounces.rates import complaint_rates
+from mailproxy.logic.reports import Reporter, ReportTarget
+from mailproxy.models import MessageStatus, TenantIn
+from mailproxy.observability import logger, metrics
 from mailproxy.services import Services
 from mailproxy_local.lambda_context import LocalLambdaContext
 from tests.bounce_mails import (
@@ -35,8 +41,9 @@ from tests.bounce_mails import (
     pec_receipt,
     postfix_dsn,
 )
-from tests.conftest import make_settings
+from tests.conftest import AUTH, make_settings
 from tests.imap_server import DovecotServer, dovecot_fixture  # noqa: F401  (the `dovecot` fixture)
+from tests.report_server import ReportEndpoint, report_endpoint
 
 KEY = correlation_key(TEST_KEY_SECRET)
 _folders = count()
@@ -80,6 +87,19 @@ def run(services: Services, dovecot: DovecotServer, mailbox: Mailbox, now: int) 
     return poll(services, mailbox, key=KEY, now=now, ca_file=str(dovecot.ca_file), force=True)
 
 
+@pytest.fixture
+def client() -> Iterator[ReportEndpoint]:
+    with report_endpoint() as endpoint:
+        yield endpoint
+
+
+def report_run(services: Services, client: ReportEndpoint, *, now: float) -> None:
+    """A scheduled reporter's run posting every tenant's outbox to `client`."""
+    target = ReportTarget(client.url)
+    reporter = Reporter(services, lambda tenant_id: target, logger=logger, metrics=metrics, clock=lambda: now)
+    reporter.run(budget_seconds=20, batch_size=100)
+
+
 def test_hard_bounce_is_recorded_reported_and_suppressed(
     services: Services,
     dovecot: DovecotServer,
@@ -100,6 +120,29 @@ def test_hard_bounce_is_recorded_reported_and_suppressed(
     assert any(entry["id"] == "m1" for entry in services.outbox.pending(10, "acme"))
     assert services.suppressions.suppressed("acme", [RECIPIENT]) == {RECIPIENT}
     assert all(HANDLED_KEYWORD in flags and "\\Seen" in flags for flags in dovecot.messages("bounces", folder).values())
+
+
+def test_a_bounce_reaches_the_client_with_its_fields_and_is_listed_by_the_bounced_filter(
+    services: Services, dovecot: DovecotServer, folder: str, client: ReportEndpoint, api: TestClient
+) -> None:
+    now = int(time.time())
+    sent_message(services, "default", "bounced1", now=now)
+    sent_message(services, "default", "fine1", now=now)
+    report_run(services, client, now=now)  # the sent outcomes reach the client (or were reported before)
+    client.received.clear()
+    dovecot.append("bounces", postfix_dsn(original("default", "bounced1", KEY)), folder)
+
+    run(services, dovecot, mailbox_of(dovecot, folder), now + 60)
+    report_run(services, client, now=now + 61)
+
+    [entry] = client.items()
+    assert entry["id"] == "bounced1" and entry["sent_ts"] == now  # still sent: the bounce came after
+    assert (entry["bounce_type"], entry["bounce_code"], entry["bounce_ts"]) == ("hard", "511", now + 60)
+    assert "User unknown" in entry["bounce_reason"] and "pec_event" not in entry
+    listed = api.get("/messages", headers=AUTH, params={"bounced": "true"}).json()["messages"]
+    assert [(m["id"], m["bounce_type"]) for m in listed] == [("bounced1", "hard")]
+    others = api.get("/messages", headers=AUTH, params={"bounced": "false"}).json()["messages"]
+    assert [m["id"] for m in others] == ["fine1"] and others[0]["bounce_type"] is None
 
 
 def test_soft_bounce_is_recorded_and_suppresses_nothing(
@@ -234,11 +277,11 @@ def test_handled_mail_moves_to_processed_and_unparsed_mail_stays(services: Servi
     assert HANDLED_KEYWORD in moved and "\\Seen" in moved
 
 
-def test_pec_acceptance_then_delivery_are_recorded_in_order(
-    services: Services,
-    dovecot: DovecotServer,
+def test_pec_acceptance_then_delivery_are_recorded_and_reported_in_order(
+    services: Services, dovecot: DovecotServer, client: ReportEndpoint
 ) -> None:
     now = int(time.time())
+    services.tenants.put(TenantIn(id="pa"))
     sent_message(services, "pa", "p1", now=now)
     services.mailbox_state.await_acceptance("pa", "p1", sent_ts=now, message_id_header="<p1@sender.example>")
     dovecot.create_folder("pec", "Receipts")
@@ -247,14 +290,18 @@ def test_pec_acceptance_then_delivery_are_recorded_in_order(
 
     dovecot.append("pec", pec_receipt(sent, "accettazione"), "Receipts")
     run(services, dovecot, mailbox, now + 5)
+    report_run(services, client, now=now + 6)
     dovecot.append("pec", pec_receipt(sent, "avvenuta-consegna"), "Receipts")
     run(services, dovecot, mailbox, now + 10)
+    report_run(services, client, now=now + 11)
 
     item = services.messages.get("pa", "p1")
     assert item is not None
     events = [e["event"] for e in item["history"] if e["event"].startswith("pec_")]
     assert events == ["pec_acceptance", "pec_delivery"]
     assert (item["pec_event"], item["pec_details"]) == ("pec_delivery", "PEC avvenuta-consegna")
+    reported = [(e["pec_event"], e["pec_ts"]) for e in client.items() if e["id"] == "p1" and "pec_event" in e]
+    assert reported == [("pec_acceptance", now + 5), ("pec_delivery", now + 10)]
     assert services.mailbox_state.overdue("pa", sent_before=now + 10**6) == []
 
 
@@ -324,6 +371,40 @@ def test_scheduled_bouncer_polls_the_configured_mailbox_at_its_interval(
     assert second["mailboxes"] == 0
     item = services.messages.get("acme", "m7")
     assert item is not None and item["bounce_type"] == "hard"
+
+
+def test_bounces_are_counted_by_type_and_account_and_the_highest_complaint_rate_is_published(
+    services: Services, lambda_env: Settings, dovecot: DovecotServer, folder: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.bouncer.handler import handler
+
+    now = int(time.time())
+    for message_id in ("c1", "h1", "s1"):
+        sent_message(services, "acme", message_id, now=now)
+    tally = Tally()
+    tally.count("acme", "smtp-main", "sent", 400)  # what the senders counted for the account
+    services.counters.add(tally)
+    services.bounce_config.put(
+        StoredBounceConfig(
+            enabled=True, imap_host=dovecot.host, imap_port=dovecot.port, imap_user="bounces", imap_folder=folder
+        ),
+        dovecot.users["bounces"],
+    )
+    dovecot.append("bounces", arf_complaint(original("acme", "c1", KEY)), folder)
+    dovecot.append("bounces", postfix_dsn(original("acme", "h1", KEY)), folder)
+    dovecot.append("bounces", gmail_dsn(original("acme", "s1", KEY)), folder)
+    capsys.readouterr()
+
+    run = handler({"source": "schedule"}, LocalLambdaContext("gmp-bouncer"))
+
+    assert (run["bounced_hard"], run["bounced_soft"], run["complaints"]) == (1, 1, 1)
+    [pair] = [p for p in services.counters.read() if p.account_id == "smtp-main"]
+    assert (pair.get("bounced_hard"), pair.get("bounced_soft"), pair.get("complaints")) == (1, 1, 1)
+    [rate] = complaint_rates(services)
+    assert (rate.tenant_id, rate.account_id, rate.percent) == ("acme", "smtp-main", 0.25)
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert (emf["BouncesHard"], emf["BouncesSoft"], emf["Complaints"]) == ([1.0], [1.0], [1.0])
+    assert emf["HighestComplaintRate"] == [0.25]
 
 
 def test_unreachable_mailbox_is_counted_and_does_not_fail_the_run(

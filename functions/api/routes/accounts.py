@@ -24,6 +24,8 @@ def put_account(account: AccountIn, caller: Caller, services: ServicesDep) -> Ac
     tenant_id = caller.scope_of(account)
     policy.check_account_timeout(account.timeout, services.settings)
     policy.refuse_internal_host(account.host, services.settings)
+    if account.imap_host is not None:
+        policy.refuse_internal_imap_host(account.imap_host, services.settings)
     services.accounts.put(account.model_copy(update={"tenant_id": tenant_id}))
     return AccountSaved(id=account.id, tenant_id=tenant_id)
 

@@ -68,6 +68,9 @@ def list_messages(
     active_only: Annotated[bool, Query(description="only queued, deferred and sending messages")] = False,
     include_history: Annotated[bool, Query(description="each message's events")] = False,
     tag: Annotated[Tag | None, Query(description="only messages carrying this tag")] = None,
+    bounced: Annotated[
+        bool | None, Query(description="true: only messages a bounce or complaint came back for; false: none")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> MessagesPage:
@@ -79,6 +82,7 @@ def list_messages(
         cursor=cursor,
         statuses=ACTIVE_STATUSES if active_only else None,
         tag=tag,
+        bounced=bounced,
     )
     views = [
         MessageView.model_validate({**item, "history": item.get("history", []) if include_history else None})

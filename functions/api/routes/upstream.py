@@ -128,14 +128,6 @@ def instance_run_now(
     return our_messages.run_now(caller, services, trigger_report, request)
 
 
-def refuse_internal_imap_host(host: str, services: Services) -> None:
-    """The SMTP hosts' SSRF guard for an IMAP host (the bounce mailbox, a PEC inbox), the field named."""
-    try:
-        policy.refuse_internal_host(host, services.settings)
-    except policy.Invalid as exc:
-        raise policy.Invalid(f"imap_host: {str(exc).removeprefix('host: ')}") from None
-
-
 @router.get("/instance/get_bounce_config")
 def instance_get_bounce_config(caller: Caller, services: ServicesDep) -> BounceConfigView:
     """The deployment's bounce mailbox (admin); the password only as `has_password`."""
@@ -151,7 +143,7 @@ def instance_set_bounce_config(request: BounceConfigIn, caller: Caller, services
     if config.enabled and config.imap_host is None:
         raise policy.Refused("imap_host: required when the bounce mailbox is enabled")
     if request.imap_host is not None:
-        refuse_internal_imap_host(request.imap_host, services)
+        policy.refuse_internal_imap_host(request.imap_host, services.settings)
     password = request.imap_password.get_secret_value() if request.imap_password is not None else None
     services.bounce_config.put(config, password)
     return BounceConfigSaved()
@@ -297,8 +289,6 @@ def accounts_add(account: UpstreamAccountIn, caller: Caller, services: ServicesD
 @router.post("/accounts/add_pec")
 def accounts_add_pec(account: UpstreamPecAccountIn, caller: Caller, services: ServicesDep) -> UpstreamAccountRow:
     """`accounts/add` of a PEC account: its inbox (`imap_*`, user and password the SMTP ones when absent)."""
-    caller.scope_of(account)  # a tenant key naming another tenant: 403 before any host is looked up
-    refuse_internal_imap_host(account.imap_host, services)
     return accounts_add(account, caller, services)
 
 

@@ -13,6 +13,9 @@ from mailproxy.models import SuppressionReason
 from mailproxy.services import Services
 
 PEC_TIMEOUT = "pec_timeout"
+# The /metrics counter (dal/counters.py) each bounce type adds to, per tenant and account: the complaint rate
+# of an account (logic/bounces/rates.py) is its complaints over its sent.
+BOUNCE_COUNTERS = {"hard": "bounced_hard", "soft": "bounced_soft", "complaint": "complaints"}
 
 
 class Applied(StrEnum):
@@ -50,6 +53,8 @@ def apply_notice(
     recorded = _record(services, notice.tenant_id, notice.message_id, event, fields, notice_id, now)
     if not recorded:
         return Applied.DUPLICATE
+    if isinstance(notice, BounceNotice):
+        services.counters.count_each(BOUNCE_COUNTERS[notice.bounce_type], [(notice.tenant_id, item["account_id"])])
     if isinstance(notice, BounceNotice) and notice.recipient and notice.bounce_type != "soft":
         reason = SuppressionReason.COMPLAINT if notice.bounce_type == "complaint" else SuppressionReason.HARD_BOUNCE
         services.suppressions.add(notice.tenant_id, notice.recipient, reason.value, notice.message_id)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 
-from mailproxy.logic.bounces.apply import Applied, apply_notice, record_pec_timeouts
-from mailproxy.logic.bounces.parse import ReferenceLookup, Unparsed, parse_mail
+from mailproxy.logic.bounces.apply import BOUNCE_COUNTERS, Applied, apply_notice, record_pec_timeouts
+from mailproxy.logic.bounces.parse import BounceNotice, ReferenceLookup, Unparsed, parse_mail
 from mailproxy.services import Services
 
 logger = Logger(child=True)
@@ -46,6 +46,9 @@ class Mailbox:
 class PollResult:
     polled: bool = False  # False: not due yet (poll_interval)
     applied: int = 0
+    bounced_hard: int = 0  # of the applied, by type (apply.BOUNCE_COUNTERS)
+    bounced_soft: int = 0
+    complaints: int = 0
     duplicates: int = 0
     ignored: int = 0  # another tenant's message, or none of ours
     unparsed: int = 0  # flagged and left in the mailbox
@@ -177,6 +180,9 @@ def _handle(
         result.duplicates += 1
     else:
         result.applied += 1
+        if isinstance(parsed, BounceNotice):
+            counter = BOUNCE_COUNTERS[parsed.bounce_type]
+            setattr(result, counter, getattr(result, counter) + 1)
     _store_flags(conn, uid, rf"(\Seen {HANDLED_KEYWORD})")
     if processed:
         conn.uid("MOVE", str(uid), PROCESSED_FOLDER)
