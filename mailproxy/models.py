@@ -278,6 +278,12 @@ class AccountIn(BaseModel):
         default=True, description="false: the tenant's suppression list is not applied to this account's mail"
     )
     is_pec_account: bool = Field(default=False, description="Italian certified mail: its inbox is read for receipts")
+    ses_configuration_set: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="an SES SMTP account: the configuration set that publishes its bounces and complaints to the "
+        "deployment's SesEventsTopic (sent as X-SES-CONFIGURATION-SET)",
+    )
     sandbox: bool = Field(
         default=False,
         description="true: messages are built and validated as for delivery, recorded `sent` with `sandbox: true`, "

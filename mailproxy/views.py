@@ -64,6 +64,7 @@ class AccountView(BaseModel):
     batch_size: int | None = None
     suppression: bool = Field(default=True, description="the tenant's suppression list applies to its mail")
     is_pec_account: bool = False
+    ses_configuration_set: str | None = None
     sandbox: bool = Field(default=False, description="messages are built and recorded, sent nowhere")
     keep_raw_seconds: int | None = None
     imap_host: str | None = None

@@ -22,6 +22,7 @@ from stacks.reporter import Reporter
 from stacks.scanners import acknowledge_scanner_findings
 from stacks.secrets import Secrets
 from stacks.sender import Sender
+from stacks.ses_events import SesEvents
 from stacks.settings import LAMBDA_RUNTIME, PROJECT_ROOT, FunctionCommon, Settings, SettingsError
 from stacks.storage import Storage
 from stacks.stream_reporter import StreamReporter
@@ -114,6 +115,7 @@ class MailProxyStack(Stack):
             self, "StreamReporter", settings=settings, common=common, storage=storage, secrets=secrets
         )
         bouncer = Bouncer(self, "Bouncer", settings=settings, common=common, storage=storage, secrets=secrets)
+        ses_events = SesEvents(self, "SesEvents", common=common, storage=storage, queues=queues, secrets=secrets)
         sender = Sender(
             self,
             "Sender",
@@ -151,9 +153,15 @@ class MailProxyStack(Stack):
         self.network, self.storage, self.queues, self.secrets = network, storage, queues, secrets
         self.api, self.sender, self.reporter, self.stream_reporter = api, sender, reporter, stream_reporter
         self.jobs = jobs
-        self.bouncer = bouncer
+        self.bouncer, self.ses_events = bouncer, ses_events
 
         CfnOutput(self, "ApiUrl", value=api.url, description="Mail Proxy URL for the client application")
+        CfnOutput(
+            self,
+            "SesEventsTopicArn",
+            value=ses_events.topic.topic_arn,
+            description="SNS destination of a SES configuration set's Bounce, Complaint and Delivery events",
+        )
         for number, ip in enumerate(network.nat_public_ips if network else [], start=1):
             CfnOutput(
                 self,

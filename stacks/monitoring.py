@@ -115,6 +115,15 @@ class Monitoring(Construct):
             "running; fix the cause and re-issue the call.",
         )
         alarm(
+            "SesEventsDlqDepth",
+            queues.ses_events_dlq.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            ),
+            threshold=1,
+            description=f"A SES notification could not be recorded {settings.max_receive_count} times (not a SES "
+            "event, or a failing write): inspect it in the SES events DLQ and redrive.",
+        )
+        alarm(
             "SenderErrors",
             sender_function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
             threshold=1,

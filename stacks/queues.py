@@ -1,5 +1,6 @@
 """Queues: urgent (priorities 0-1) and bulk (2-3), each with its own dead-letter queue; the jobs queue of bulk
-tenant operations' continuations (stacks/jobs.py), with its own."""
+tenant operations' continuations (stacks/jobs.py), with its own; the SES events queue subscribed to the SES
+events topic (stacks/ses_events.py), with its own."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.settings import Settings
+
+SES_EVENTS_TIMEOUT_SECONDS = 30  # the SES events function's timeout (stacks/ses_events.py)
 
 
 def _queue(
@@ -61,10 +64,22 @@ class Queues(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.max_receive_count, queue=self.jobs_dlq),
         )
 
+        # SSE-SQS, not a KMS key: SNS delivers to it with no key policy to keep (stacks/ses_events.py).
+        self.ses_events_dlq = _queue(self, "SesEventsDlq", retention=Duration.days(14))
+        self.ses_events_queue = _queue(
+            self,
+            "SesEventsQueue",
+            retention=Duration.days(4),
+            visibility=Duration.seconds(6 * SES_EVENTS_TIMEOUT_SECONDS),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=settings.max_receive_count, queue=self.ses_events_dlq
+            ),
+        )
+
     @property
     def work_queues(self) -> list[sqs.Queue]:
         return [self.urgent_queue, self.bulk_queue]
 
     @property
     def dead_letter_queues(self) -> list[sqs.Queue]:
-        return [self.urgent_dlq, self.bulk_dlq, self.jobs_dlq]
+        return [self.urgent_dlq, self.bulk_dlq, self.jobs_dlq, self.ses_events_dlq]

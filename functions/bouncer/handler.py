@@ -12,12 +12,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailproxy import runtime
 from mailproxy.config import settings
+from mailproxy.logic.bounces.apply import BOUNCE_METRICS
 from mailproxy.logic.bounces.mailbox import poll_all
 from mailproxy.logic.bounces.rates import complaint_rates
 from mailproxy.observability import logger, metrics, tracer
 
-# The applied notices by type (PollResult's counters) and the highest complaint rate of any rated account.
-BOUNCE_METRICS = {"bounced_hard": "BouncesHard", "bounced_soft": "BouncesSoft", "complaints": "Complaints"}
+# The highest complaint rate of any rated account (stacks/monitoring.py alarms on it).
 COMPLAINT_RATE_METRIC = "HighestComplaintRate"
 
 

@@ -69,6 +69,7 @@ class StoredAccount(Record):
     batch_size: int | None = None
     suppression: bool = True
     is_pec_account: bool = False
+    ses_configuration_set: str | None = None
     sandbox: bool = False
     keep_raw_seconds: int | None = None
     imap_host: str | None = None

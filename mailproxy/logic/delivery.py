@@ -24,6 +24,7 @@ from mailproxy.dal.records import ClaimedMessage
 from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed, LargeFiles
 from mailproxy.logic.backoff import retry_delay
 from mailproxy.logic.bounces.correlation import correlation_id
+from mailproxy.logic.bounces.ses import SES_CONFIGURATION_SET_HEADER
 from mailproxy.logic.http_guard import HttpPolicy
 from mailproxy.logic.mime import Download, Envelope, MailAttachment, OutgoingMail, build_message, with_download_links
 from mailproxy.logic.orphans import refused_claim
@@ -48,6 +49,7 @@ class _Account:
     keep_raw_seconds: int | None = None  # keep the MIME of real sends this long (GET /messages/{id}/raw)
     suppression: bool = True  # false: the tenant's suppression list is not applied (transactional mail)
     is_pec: bool = False  # a PEC account: an acceptance receipt is awaited after each send
+    ses_configuration_set: str | None = None  # SES publishes this account's bounces to the deployment's topic
 
 
 # The history reason of a sandbox account's `sent`: built and validated, delivered to nobody.
@@ -197,6 +199,7 @@ class BatchDelivery:
             keep_raw_seconds=stored.keep_raw_seconds,
             suppression=stored.suppression,
             is_pec=stored.is_pec_account,
+            ses_configuration_set=stored.ses_configuration_set,
         )
 
     # -- one record ----------------------------------------------------------------------------------
@@ -345,9 +348,13 @@ class BatchDelivery:
             return Outcome(MessageStatus.ERROR, now, error=failure.reason)
         try:
             correlation = correlation_id(claimed.tenant_id, claimed.id, key=self._correlation_key)
-            return build_message(mail, message_id=claimed.message_id_header, correlation=correlation)
+            built, envelope = build_message(mail, message_id=claimed.message_id_header, correlation=correlation)
         except ValueError as exc:
             return _ended_unsent(now, f"message cannot be built: {exc}")
+        if account.ses_configuration_set is not None:  # the account's, not a client's header of that name
+            del built[SES_CONFIGURATION_SET_HEADER]
+            built[SES_CONFIGURATION_SET_HEADER] = account.ses_configuration_set
+        return built, envelope
 
     def _over_rate_limit(self, key: tuple[str, str], account: _Account, now: int) -> Outcome | None:
         reservation = self._reservations.get(key)

@@ -1,4 +1,4 @@
-"""The six functions: handlers, runtime, environment (docs/design.md), packaging, tracing, logs."""
+"""The seven functions: handlers, runtime, environment (docs/design.md), packaging, tracing, logs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,19 @@ from aws_cdk.assertions import Match
 from stacks.bouncer import HANDLER as BOUNCER_HANDLER
 from stacks.build_layer import PYTHON_VERSION
 from stacks.jobs import HANDLER as JOBS_HANDLER
+from stacks.ses_events import HANDLER as SES_EVENTS_HANDLER
 from stacks.stream_reporter import HANDLER as STREAM_HANDLER
 from tests.infrastructure.conftest import API_HANDLER, REPORTER_HANDLER, SENDER_HANDLER, Synthesis
 
-HANDLERS = [API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER, STREAM_HANDLER, JOBS_HANDLER, BOUNCER_HANDLER]
+HANDLERS = [
+    API_HANDLER,
+    SENDER_HANDLER,
+    REPORTER_HANDLER,
+    STREAM_HANDLER,
+    JOBS_HANDLER,
+    BOUNCER_HANDLER,
+    SES_EVENTS_HANDLER,
+]
 
 COMMON_ENV = {
     "GMP_MODE",
@@ -44,10 +53,11 @@ ENV_BY_HANDLER = {
     STREAM_HANDLER: COMMON_ENV | REPORTING_ENV,
     JOBS_HANDLER: COMMON_ENV | {"GMP_BODY_BUCKET"},
     BOUNCER_HANDLER: COMMON_ENV | {"GMP_KMS_KEY_ID", "GMP_CORRELATION_SECRET_ARN"},  # IMAP passwords; verifies ids
+    SES_EVENTS_HANDLER: COMMON_ENV | {"GMP_CORRELATION_SECRET_ARN"},  # verifies X-Genro-Mail-ID
 }
 
 
-def test_stack_has_exactly_the_six_functions(synth: Synthesis) -> None:
+def test_stack_has_exactly_the_seven_functions(synth: Synthesis) -> None:
     synth.template.resource_count_is("AWS::Lambda::Function", len(HANDLERS))
     for handler in HANDLERS:
         synth.function(handler)

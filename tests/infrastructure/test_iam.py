@@ -6,6 +6,7 @@ from typing import Any
 
 from stacks.bouncer import HANDLER as BOUNCER_HANDLER
 from stacks.jobs import HANDLER as JOBS_HANDLER
+from stacks.ses_events import HANDLER as SES_EVENTS_HANDLER
 from stacks.stream_reporter import HANDLER as STREAM_HANDLER
 from tests.infrastructure.conftest import (
     API_HANDLER,
@@ -200,7 +201,8 @@ def test_reporter_reads_only_the_client_sync_secret(synth: Synthesis) -> None:
 
 def test_no_function_touches_the_dead_letter_queues(synth: Synthesis) -> None:
     dlqs = synth.dead_letter_queues()
-    assert len(dlqs) == 3
-    for handler in (API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER, STREAM_HANDLER, JOBS_HANDLER, BOUNCER_HANDLER):
+    assert len(dlqs) == 4
+    handlers = (API_HANDLER, SENDER_HANDLER, REPORTER_HANDLER, STREAM_HANDLER, JOBS_HANDLER, BOUNCER_HANDLER)
+    for handler in (*handlers, SES_EVENTS_HANDLER):
         for dlq in dlqs:
             assert not _actions_on(synth.role_statements(handler), dlq)

@@ -30,7 +30,7 @@ def _dimension_refs(alarm: dict[str, Any]) -> set[str]:
 
 def test_each_dead_letter_queue_has_a_depth_alarm(synth: Synthesis) -> None:
     dlqs = synth.dead_letter_queues()
-    assert len(dlqs) == 3  # urgent, bulk, jobs
+    assert len(dlqs) == 4  # urgent, bulk, jobs, SES events
     alarms = _alarms_on(synth, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
     covered: set[str] = set()
     for alarm in alarms:
@@ -82,9 +82,11 @@ def test_api_5xx_raise_an_alarm(synth: Synthesis) -> None:
 
 
 def test_every_alarm_notifies_the_sns_topic(synth: Synthesis) -> None:
-    (topic_id,) = synth.resources("AWS::SNS::Topic")
+    (topic_id,) = [
+        k for k, t in synth.resources("AWS::SNS::Topic").items() if "alarms" in t["Properties"]["DisplayName"]
+    ]
     alarms = _alarms(synth)
-    assert len(alarms) == 11
+    assert len(alarms) == 12
     for alarm in alarms:
         assert {"Ref": topic_id} in alarm["AlarmActions"]
         assert alarm["TreatMissingData"] == "notBreaching"

@@ -19,6 +19,7 @@ def test_outputs_name_the_url_nat_ips_queues_tables_and_secrets(synth: Synthesis
         "ConfigTableName",
         "ApiTokenSecretArn",
         "ClientSyncSecretArn",
+        "SesEventsTopicArn",
     }
 
 

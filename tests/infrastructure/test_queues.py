@@ -14,14 +14,16 @@ def _work_queues(synth: Synthesis) -> dict[str, dict[str, Any]]:
     return {k: queues[k] for k in synth.work_queues()}
 
 
-def test_there_are_two_work_queues_and_a_jobs_queue_each_with_its_own_dead_letter_queue(synth: Synthesis) -> None:
+def test_two_work_queues_a_jobs_queue_and_a_ses_events_queue_each_have_their_own_dead_letter_queue(
+    synth: Synthesis,
+) -> None:
     queues = synth.resources("AWS::SQS::Queue")
-    assert len(queues) == 6
+    assert len(queues) == 8
     sources = {k for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
-    assert len(sources) == 3
-    assert len(_work_queues(synth)) == 2 and set(_work_queues(synth)) < sources  # the third: the jobs queue
+    assert len(sources) == 4
+    assert len(_work_queues(synth)) == 2 and set(_work_queues(synth)) < sources  # the others: jobs, SES events
     dlq_ids = {queues[k]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for k in sources}
-    assert len(dlq_ids) == 3  # one DLQ each, not shared
+    assert len(dlq_ids) == 4  # one DLQ each, not shared
     assert dlq_ids == set(queues) - sources
 
 

@@ -16,6 +16,8 @@ PEC_TIMEOUT = "pec_timeout"
 # The /metrics counter (dal/counters.py) each bounce type adds to, per tenant and account: the complaint rate
 # of an account (logic/bounces/rates.py) is its complaints over its sent.
 BOUNCE_COUNTERS = {"hard": "bounced_hard", "soft": "bounced_soft", "complaint": "complaints"}
+# The EMF metric of each counter, published by the bouncer and the SES events handler for their applied notices.
+BOUNCE_METRICS = {"bounced_hard": "BouncesHard", "bounced_soft": "BouncesSoft", "complaints": "Complaints"}
 
 
 class Applied(StrEnum):
