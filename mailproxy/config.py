@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=20, description="seconds a bulk operation runs inside its API call before it answers 202"
     )
 
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="the API's public base URL, for hosted unsubscribe links (aws: the stack sets it; local: the API)",
+    )
+
     # Bounces and PEC receipts (docs/bounces.md).
     bounce_return_path: str | None = Field(
         default=None, description="envelope sender (MAIL FROM) of messages that set none, so bounces reach the mailbox"

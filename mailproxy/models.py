@@ -349,11 +349,18 @@ class ListUnsubscribeIn(BaseModel):
 
     url: Annotated[str, StringConstraints(pattern=r"^https://[^\s<>,]+$", max_length=2048)] | None = None
     mailto: Address | None = None
+    hosted: bool = Field(
+        default=False,
+        description="true: the proxy's own one-click URL (POST /unsubscribe/{token}), which puts the recipient on "
+        "the tenant's suppression list and reports `unsubscribed_ts`; the message must have one recipient",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> ListUnsubscribeIn:
-        if self.url is None and self.mailto is None:
-            raise ValueError("list_unsubscribe: give a url (https) or a mailto address")
+        if self.url is None and self.mailto is None and not self.hosted:
+            raise ValueError("list_unsubscribe: give a url (https), a mailto address, or hosted: true")
+        if self.url is not None and self.hosted:
+            raise ValueError("list_unsubscribe: url and hosted are both one-click URLs; give one of them")
         return self
 
 
@@ -519,6 +526,13 @@ class MessageIn(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _hosted_unsubscribe_names_one_recipient(self) -> MessageIn:
+        hosted = self.list_unsubscribe is not None and self.list_unsubscribe.hosted
+        if hosted and len(self.to) + len(self.cc) + len(self.bcc) != 1:
+            raise ValueError("list_unsubscribe.hosted: the link unsubscribes one address; send one message each")
+        return self
+
+    @model_validator(mode="after")
     def _total_size(self) -> MessageIn:
         total = (
             len(self.body.encode("utf-8", "surrogatepass"))
@@ -580,8 +594,8 @@ class AddMessagesResponse(BaseModel):
 
 
 class NoticeFields(BaseModel):
-    """What a notice after the SMTP reply adds to a message (docs/bounces.md): a bounce or complaint, or the
-    latest PEC receipt. Unset until one arrives; the message's status does not change."""
+    """What a notice after the SMTP reply adds to a message (docs/bounces.md): a bounce or complaint, the
+    latest PEC receipt, a hosted unsubscribe. Unset until one arrives; the message's status does not change."""
 
     bounce_type: Literal["hard", "soft", "complaint"] | None = None
     bounce_code: str | None = None  # 3 digits: the enhanced status without dots (5.1.1 -> "511") or a reply code
@@ -590,6 +604,7 @@ class NoticeFields(BaseModel):
     pec_event: str | None = None  # pec_acceptance | pec_relay | pec_delivery | pec_error | pec_timeout
     pec_ts: int | None = None
     pec_details: str | None = None
+    unsubscribed_ts: int | None = None  # the recipient used the hosted one-click link (list_unsubscribe.hosted)
 
 
 NOTICE_FIELDS = tuple(NoticeFields.model_fields)

@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["GMP_API_TOKEN"] = generated_token
     os.environ.setdefault("GMP_LOCAL_KEY", new_local_key())
     os.environ["GMP_MODE"] = "local"
+    os.environ.setdefault("GMP_PUBLIC_URL", f"http://{base.host}:{base.port}")  # hosted unsubscribe links
 
     # SIGTERM ends the stack like Ctrl-C: the context managers below stop every child on the way out.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -36,6 +36,7 @@ REASONS: list[tuple[str, str, str, str]] = [
         f"the SQS event source mapping (a record left to its retry); {_RUNTIME}",
     ),
     ("sender", "sqs:DeleteMessage", "*", f"the SQS event source mapping (records done): {_RUNTIME}"),
+    ("ses_events", "sqs:*", "*", f"the SES events queue's event source mapping: {_RUNTIME}"),
     (
         "jobs",
         "sqs:*",

@@ -38,7 +38,7 @@ from rehearsal.runtime import (
 from rehearsal.template import FunctionSpec, StackTemplate, Unresolvable, label
 
 REGION = "eu-west-1"
-SCENARIO_FUNCTIONS = ("api", "sender", "stream_reporter", "reporter", "bouncer")
+SCENARIO_FUNCTIONS = ("api", "sender", "stream_reporter", "reporter", "bouncer", "ses_events")
 # The functions that post delivery reports to the client (the report URL and the client-sync secret): a
 # "sent" report reaches the client from the stream reporter, the scheduled reporter posts the outbox.
 REPORTING_FUNCTIONS = ("stream_reporter", "reporter")
@@ -384,6 +384,7 @@ class Scenario:
         if stream is not None:
             self.drain_stream("stream_reporter", stream)
         self._check_reports(report_token)
+        self._ses_bounce(esm_sessions["ses_events"])
         self.api("GET", "/messages")
         self.api("POST", "/commands/run-now")
         self.scheduled("reporter")
@@ -392,6 +393,23 @@ class Scenario:
         states = {m.get("id"): m.get("status") for m in listed.get("messages", [])}
         self.step(f"api GET /messages: {states}")
         self.api("DELETE", "/account/rehearsal")
+
+    def _ses_bounce(self, esm_session: Any) -> None:
+        """SES's Bounce event for REHEARSAL-1, around the headers the SMTP server received, put on the SES
+        events queue as the topic's raw delivery would; the function records it on the message."""
+        queues = self.queues_of(self.run_fn("ses_events").spec)
+        sent = [m for m in self.sink.messages if str(m.message["Subject"]) == "Rehearsal"]
+        if not queues or not sent:
+            self.fail("ses_events: no SES events queue in the template, or no REHEARSAL-1 at the SMTP server")
+            return
+        url = queues[0][0]
+        event = ses_bounce_event([(name, str(value)) for name, value in sent[0].message.items()], sent[0].rcpt_tos)
+        self.admin.client("sqs", region_name=REGION).send_message(QueueUrl=url, MessageBody=json.dumps(event))
+        self.event_source_mapping("ses_events", esm_session.client("sqs"))
+        bounced = self.api("GET", "/messages", query={"bounced": "true"}).get("messages", [])
+        self.step(f"api GET /messages?bounced=true: {[(m.get('id'), m.get('bounce_type')) for m in bounced]}")
+        if [(m.get("id"), m.get("bounce_type")) for m in bounced] != [("REHEARSAL-1", "hard")]:
+            self.fail(f"ses_events: REHEARSAL-1 was not recorded as a hard bounce{self._log('ses_events')}")
 
     def _set_tokens(self) -> str | None:
         """Read the API token from the api's secret and write the report token into the reporting functions'
@@ -488,6 +506,30 @@ class Scenario:
                 )
         if self.receiver.requests and self.receiver.requests[0].get("authorization") != f"Bearer {report_token}":
             self.fail("stream_reporter: the report was not posted with the client-sync secret's token")
+
+
+def ses_bounce_event(headers: list[tuple[str, str]], recipients: list[str]) -> dict[str, Any]:
+    """A permanent bounce as SES publishes it to SNS (event publishing), about the mail with `headers`."""
+    return {
+        "eventType": "Bounce",
+        "bounce": {
+            "feedbackId": "rehearsal-feedback",
+            "bounceType": "Permanent",
+            "bounceSubType": "General",
+            "bouncedRecipients": [
+                {"emailAddress": r, "action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 unknown"}
+                for r in recipients
+            ],
+            "timestamp": "2030-01-01T10:00:05.000Z",
+        },
+        "mail": {
+            "timestamp": "2030-01-01T10:00:00.000Z",
+            "messageId": "rehearsal-ses-message",
+            "destination": recipients,
+            "headersTruncated": False,
+            "headers": [{"name": name, "value": value} for name, value in headers],
+        },
+    }
 
 
 def _is_stream_source(source: dict[str, Any]) -> bool:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rehearsal.runtime import PLAYED_REST_API_ID
 from rehearsal.template import References, StackTemplate, Unresolvable, references_in
 
 ACCOUNT_ID = "123456789012"
@@ -156,6 +157,7 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
     it created (a secret's KMS key, a function's role, a policy's queue)."""
     client: Callable[[str], Any] = functools.cache(lambda service: session.client(service, region_name=region))
     deployment = Deployment(template=template, region=region, references=_pseudo_references(template, region))
+    _name_the_played_api(deployment)
     _create_modelled(deployment, client("cloudformation"))
     _enable_ttl(deployment, client("dynamodb"))
     _attach_managed_policies(deployment, client("iam"))
@@ -168,6 +170,16 @@ def stand_up(template: StackTemplate, session: Any, *, region: str) -> Deploymen
         if logical_id not in done:
             deployment.not_created.setdefault(resource["Type"], []).append(logical_id)
     return deployment
+
+
+def _name_the_played_api(deployment: Deployment) -> None:
+    """The rehearsal plays API Gateway rather than creating it; its id and stage name are what the API's URL
+    (`Ref`s in a function's environment, e.g. the sender's GMP_PUBLIC_URL) resolves to."""
+    for logical_id, resource in deployment.template.resources.items():
+        if resource["Type"] == "AWS::ApiGateway::RestApi":
+            deployment.references.refs[logical_id] = PLAYED_REST_API_ID
+        elif resource["Type"] == "AWS::ApiGateway::Stage":
+            deployment.references.refs[logical_id] = resource["Properties"]["StageName"]
 
 
 def _pseudo_references(template: StackTemplate, region: str) -> References:

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 import boto3
 
+PLAYED_REST_API_ID = "rehearsal"  # the REST API's id in the events the rehearsal plays as API Gateway
 ISOLATED_PACKAGES = ("functions", "mailproxy", "aws_lambda_powertools", "aws_xray_sdk")
 
 
@@ -162,7 +163,7 @@ def api_gateway_event(
     query: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A REST API (v1) proxy-integration event, as API Gateway sends it to the {proxy+} resource."""
-    domain = f"rehearsal.execute-api.{region}.amazonaws.com"
+    domain = f"{PLAYED_REST_API_ID}.execute-api.{region}.amazonaws.com"
     all_headers = {"Host": domain, "Content-Type": "application/json", "User-Agent": "rehearsal", **(headers or {})}
     return {
         "resource": "/{proxy+}",

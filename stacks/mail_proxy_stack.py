@@ -137,6 +137,9 @@ class MailProxyStack(Stack):
             reporter=reporter.function,
         )
         queues.jobs_queue.grant_send_messages(api.function)
+        # Hosted unsubscribe links name the API; only the sender builds them (the API's own function cannot
+        # name its API: that would be a dependency cycle).
+        sender.function.add_environment("GMP_PUBLIC_URL", settings.public_url or api.url)
         jobs = Jobs(self, "Jobs", settings=settings, common=common, storage=storage, queues=queues)
         Monitoring(
             self,

@@ -116,6 +116,9 @@ class Settings(BaseModel):
         default_factory=list, description="S3 buckets the sender may read attachments from (s3:// references)"
     )
     # api
+    public_url: str | None = Field(
+        default=None, description="the API's URL on a custom domain, for hosted unsubscribe links; default its own"
+    )
     api_throttle_rate_limit: float = Field(default=50, gt=0)
     api_throttle_burst_limit: int = Field(default=100, ge=1)
     api_access_logs: bool = Field(default=True, description="JSON access logs of the REST API stage")
@@ -147,7 +150,9 @@ class Settings(BaseModel):
     # packaging (tests point this at a tiny directory; default build/layer-<architecture>)
     layer_dir: str | None = None
 
-    @field_validator("client_sync_url", "alarm_email", "layer_dir", "sender_reserved_concurrency", mode="before")
+    @field_validator(
+        "client_sync_url", "alarm_email", "layer_dir", "sender_reserved_concurrency", "public_url", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value in ("", "none", "null") else value
@@ -171,6 +176,13 @@ class Settings(BaseModel):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s):// URL")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https://[^\s/]+(/\S*)?$", value):
+            raise ValueError("must be an https:// URL (RFC 8058 one-click links are https)")
         return value
 
     @field_validator("alarm_email")

@@ -171,7 +171,8 @@ class HistoryEvent(_Response):
 
 
 class Notices(_Response):
-    """What came back after the SMTP reply (newer proxies): a bounce or complaint, or the latest PEC receipt."""
+    """What came back after the SMTP reply (newer proxies): a bounce or complaint, the latest PEC receipt, a
+    hosted unsubscribe."""
 
     bounce_type: str | None = None  # hard | soft | complaint
     bounce_code: str | None = None  # e.g. "511" (5.1.1) or "550"
@@ -180,6 +181,7 @@ class Notices(_Response):
     pec_event: str | None = None  # pec_acceptance | pec_relay | pec_delivery | pec_error | pec_timeout
     pec_ts: int | None = None
     pec_details: str | None = None
+    unsubscribed_ts: int | None = None  # the recipient used the proxy's hosted one-click unsubscribe link
 
 
 class MessageInfo(Notices):

@@ -43,6 +43,7 @@ class ClaimedMessage(Record):
     attempts: int = 0
     outcomes: int = 0  # outcomes recorded: claims beyond them died before theirs (docs/reliability.md)
     history: list[dict[str, Any]] = []
+    tags: list[str] = []  # the client's, counted per tag in metrics
 
     @property
     def key(self) -> tuple[str, str]:

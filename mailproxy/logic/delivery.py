@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from mailproxy.config import SENDER_SAFETY_SECONDS
 from mailproxy.dal.connections import ConnectionSlot
@@ -21,17 +21,27 @@ from mailproxy.dal.messages import RETENTION_SECONDS, Outcome
 from mailproxy.dal.queues import MAX_DELAY_SECONDS, QueueEntry, ReceivedRecord
 from mailproxy.dal.ratelimits import Reservation
 from mailproxy.dal.records import ClaimedMessage
+from mailproxy.headers import parse_address
 from mailproxy.logic.attachments import AttachmentFetcher, FetchFailed, LargeFiles
 from mailproxy.logic.backoff import retry_delay
 from mailproxy.logic.bounces.correlation import correlation_id
 from mailproxy.logic.bounces.ses import SES_CONFIGURATION_SET_HEADER
 from mailproxy.logic.http_guard import HttpPolicy
-from mailproxy.logic.mime import Download, Envelope, MailAttachment, OutgoingMail, build_message, with_download_links
+from mailproxy.logic.mime import (
+    Download,
+    Envelope,
+    ListUnsubscribe,
+    MailAttachment,
+    OutgoingMail,
+    build_message,
+    with_download_links,
+)
 from mailproxy.logic.orphans import refused_claim
 from mailproxy.logic.smtp import Outcome as SmtpOutcome
 from mailproxy.logic.smtp import SendResult, SmtpAccount, SmtpPool
 from mailproxy.logic.ssrf import guarded_addresses, parse_allowlist
 from mailproxy.logic.suppression import RECIPIENT_FIELDS, SUPPRESSED_METRIC, SendTimeSuppression, without
+from mailproxy.logic.unsubscribe import Unsubscription, unsubscribe_key, unsubscribe_token
 from mailproxy.models import MessageStatus, check_headers_size
 from mailproxy.services import Services
 
@@ -103,6 +113,7 @@ class BatchDelivery:
         self.outcomes: Counter[str] = Counter()
         # /metrics counters of the batch, written once per account at the end (close): no write per message.
         self._tally = Tally()
+        self._tagged: Counter[tuple[str, str]] = Counter()  # (tag, status) -> this batch's outcomes
         self._rate_limited: set[tuple[str, str]] = set()
         # Connection slots (dal/connections.py) held by this batch, None where every slot was held by others.
         self._connection_slots: dict[tuple[str, str], ConnectionSlot | None] = {}
@@ -160,11 +171,22 @@ class BatchDelivery:
                 )
 
     def _flush_counters(self) -> None:
-        """Best effort (dal/counters.py): a failed update is logged there and counted here, the mail stays sent."""
+        """Best effort (dal/counters.py): a failed update is logged there and counted here, the mail stays sent.
+        The batch's outcomes per tag go out as one EMF metric per tag and status (`TaggedSent`, dimension `tag`)."""
         failed = self._services.counters.add(self._tally)
         self._tally = Tally()
         if failed:
             self._metrics.add_metric(name="MetricCounterFailures", unit=MetricUnit.Count, value=failed)
+        tagged, self._tagged = self._tagged, Counter()
+        for (tag, status), count in sorted(tagged.items()):
+            with single_metric(
+                name=f"Tagged{status.capitalize()}",
+                unit=MetricUnit.Count,
+                value=count,
+                namespace=self._metrics.namespace,
+                default_dimensions={"service": str(self._metrics.service)},
+            ) as metric:
+                metric.add_dimension(name="tag", value=tag)
 
     def __enter__(self) -> BatchDelivery:
         return self
@@ -444,6 +466,8 @@ class BatchDelivery:
                 )
             )
         mail = OutgoingMail(**{**content, "attachments": attachments})
+        if (content.get("list_unsubscribe") or {}).get("hosted"):
+            mail = self._with_hosted_unsubscribe(tenant_id, message_id, mail)
         if mail.return_path is None and self._return_path:
             mail = mail.model_copy(update={"return_path": self._return_path})
         if downloads:
@@ -451,6 +475,18 @@ class BatchDelivery:
             html = with_download_links(mail.html, downloads, html=True) if mail.html is not None else None
             mail = mail.model_copy(update={"body": body, "html": html})
         return mail
+
+    def _with_hosted_unsubscribe(self, tenant_id: str, message_id: str, mail: OutgoingMail) -> OutgoingMail:
+        """The one-click URL of the proxy's own endpoint, signed for the message's one recipient."""
+        public_url = self._settings.public_url
+        if not public_url:
+            raise FetchFailed("list_unsubscribe.hosted: the deployment has no GMP_PUBLIC_URL", temporary=False)
+        (recipient,) = (*mail.to, *mail.cc, *mail.bcc)  # ingestion allows hosted with one recipient only
+        target = Unsubscription(tenant_id, parse_address(recipient).addr_spec, message_id)
+        token = unsubscribe_token(target, key=unsubscribe_key(self._correlation_key))
+        mailto = mail.list_unsubscribe.mailto if mail.list_unsubscribe else None
+        hosted = ListUnsubscribe(url=f"{public_url.rstrip('/')}/unsubscribe/{token}", mailto=mailto)
+        return mail.model_copy(update={"list_unsubscribe": hosted})
 
     def _send(
         self,
@@ -526,6 +562,7 @@ class BatchDelivery:
             self._content_ended(claimed, outcome)
         self.outcomes[status] += 1
         self._metrics.add_metric(name=status.capitalize(), unit=MetricUnit.Count, value=1)
+        self._tagged.update((tag, status) for tag in claimed.tags)
         self._count(claimed, outcome)
         if outcome.status is MessageStatus.DEFERRED and outcome.not_before is not None:
             self._enqueue_retry(claimed, outcome.not_before)

@@ -18,12 +18,14 @@ from typing import NamedTuple
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from mailproxy.dal.suppressions import SuppressionStore
+from mailproxy.logic.bounces.apply import record_notice
 from mailproxy.models import SuppressionReason
+from mailproxy.services import Services
 
 _INFO = b"genro-mail-proxy unsubscribe v1"
 _MAC_BYTES = 16
 MAX_TOKEN_LENGTH = 2048  # three ids of <= 512 bytes, b64url, and the MAC
+UNSUBSCRIBED_EVENT = "unsubscribed"  # the history event, and the notice id: one per message
 
 
 class Unsubscription(NamedTuple):
@@ -72,10 +74,22 @@ def verify_token(token: str, *, key: bytes) -> Unsubscription | None:
     return target
 
 
-def unsubscribe(suppressions: SuppressionStore, token: str, *, key: bytes) -> Unsubscription | None:
-    """Put the token's address on its tenant's suppression list (idempotent: a second POST changes nothing
-    but the time); None when the token is not valid."""
+def unsubscribe(services: Services, token: str, *, key: bytes, now: int) -> Unsubscription | None:
+    """Put the token's address on its tenant's suppression list and report `unsubscribed_ts` on the message it
+    came from (once: a second POST changes nothing but the list entry's time); None when the token is not
+    valid. A message already removed (cleanup) has nothing to report; the address is suppressed all the same."""
     target = verify_token(token, key=key)
-    if target is not None:
-        suppressions.add(target.tenant_id, target.address, SuppressionReason.UNSUBSCRIBE, target.message_id)
+    if target is None:
+        return None
+    services.suppressions.add(target.tenant_id, target.address, SuppressionReason.UNSUBSCRIBE, target.message_id)
+    if services.messages.get(target.tenant_id, target.message_id) is not None:
+        record_notice(
+            services,
+            target.tenant_id,
+            target.message_id,
+            UNSUBSCRIBED_EVENT,
+            {"unsubscribed_ts": now},
+            UNSUBSCRIBED_EVENT,
+            now,
+        )
     return target

@@ -3,6 +3,7 @@ entries and in GET /messages from the status item."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,10 @@ from fastapi.testclient import TestClient
 from mailproxy.config import Settings
 from mailproxy.logic.reports import report_entry
 from mailproxy.models import MessageView
+from mailproxy.services import Services
 from tests.conftest import AUTH, account_payload, message_payload
+from tests.integration.test_sender import drain
+from tests.smtp_servers import SinkFactory
 
 METADATA = {"customer": "c-17", "attempt": 2, "score": 0.5, "vip": True}
 
@@ -84,3 +88,34 @@ def test_message_view_carries_them() -> None:
 
 def test_a_bad_tag_filter_is_refused(api: TestClient, lambda_env: Settings) -> None:
     assert api.get("/messages", headers=AUTH, params={"tag": "bad tag"}).status_code == 422
+
+
+def test_outcomes_are_counted_per_tag_in_one_metric_per_tag_and_status(
+    api: TestClient,
+    lambda_env: Settings,
+    services: Services,
+    smtp_sink_factory: SinkFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sink = smtp_sink_factory("plain")
+    account = account_payload(port=sink.port, user=None, password=None)
+    assert api.post("/account", headers=AUTH, json=account).status_code == 200
+    messages = [
+        message_payload("a", tags=["news", "spring"]),
+        message_payload("b", tags=["news"]),
+        message_payload("c"),
+    ]
+    assert api.post("/commands/add-messages", headers=AUTH, json={"messages": messages}).json()["queued"] == 3
+    capsys.readouterr()
+    drain(services)
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    tagged = {
+        (blob["tag"], name): blob[name]
+        for blob in emitted
+        if "tag" in blob
+        for name in ("TaggedSent", "TaggedError", "TaggedDeferred")
+        if name in blob
+    }
+    assert tagged == {("news", "TaggedSent"): [2.0], ("spring", "TaggedSent"): [1.0]}
+    [news] = [blob for blob in emitted if blob.get("tag") == "news"]
+    assert news["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service", "tag"]]

@@ -4,6 +4,7 @@ recipient's behalf, and the signed token (mailproxy/logic/unsubscribe.py) is the
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -24,6 +25,6 @@ def one_click_unsubscribe(
     """RFC 8058 sends `List-Unsubscribe=One-Click` as the form body; the token alone decides, so the body is
     not read. Repeating the POST is harmless."""
     key = unsubscribe_key(runtime.correlation_key(services.settings))
-    if unsubscribe(services.suppressions, token, key=key) is None:
+    if unsubscribe(services, token, key=key, now=int(time.time())) is None:
         raise policy.NotFound("token: not a valid unsubscribe link")
     return Answer()

@@ -52,7 +52,7 @@ def apply_notice(
     else:
         event = notice.pec_event
         fields = {"pec_event": notice.pec_event, "pec_ts": notice.pec_ts, "pec_details": notice.pec_details}
-    recorded = _record(services, notice.tenant_id, notice.message_id, event, fields, notice_id, now)
+    recorded = record_notice(services, notice.tenant_id, notice.message_id, event, fields, notice_id, now)
     if not recorded:
         return Applied.DUPLICATE
     if isinstance(notice, BounceNotice):
@@ -72,13 +72,13 @@ def record_pec_timeouts(services: Services, tenant_id: str, *, timeout: int, now
     for sent_ts, message_id in services.mailbox_state.overdue(tenant_id, sent_before=now - timeout):
         details = f"no acceptance receipt within {timeout} s"
         fields: dict[str, object] = {"pec_event": PEC_TIMEOUT, "pec_ts": now, "pec_details": details}
-        if _record(services, tenant_id, message_id, PEC_TIMEOUT, fields, PEC_TIMEOUT, now):
+        if record_notice(services, tenant_id, message_id, PEC_TIMEOUT, fields, PEC_TIMEOUT, now):
             timed_out += 1
         services.mailbox_state.accepted(tenant_id, message_id, sent_ts=sent_ts)
     return timed_out
 
 
-def _record(
+def record_notice(
     services: Services,
     tenant_id: str,
     message_id: str,
@@ -87,6 +87,8 @@ def _record(
     notice_id: str,
     now: int,
 ) -> bool:
+    """`event` in the message's history and `fields` on it, the message back in the report outbox; False when
+    a notice with this id was recorded before (nothing written)."""
     keys = (report_pk(tenant_id, report_shard(tenant_id, message_id)), report_sk(now * 1000, tenant_id, message_id))
     return services.messages.record_bounce(
         tenant_id, message_id, event=event, fields=fields, notice_id=notice_id, report_keys=keys, now=now
