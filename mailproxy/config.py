@@ -117,6 +117,9 @@ class Settings(BaseSettings):
         description="partitions of each tenant's by_tenant index (~1,000 writes/s each)",
     )
     jobs_queue_url: str | None = Field(default=None, description="SQS queue that carries bulk jobs' continuations")
+    stream_failures_queue_url: str | None = Field(
+        default=None, description="where Lambda describes stream batches it gave up on; the reporter reads them again"
+    )
     job_inline_budget: float = Field(
         default=5.0, gt=0, le=20, description="seconds a bulk operation runs inside its API call before it answers 202"
     )

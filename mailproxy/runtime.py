@@ -17,6 +17,22 @@ def services() -> Services:
     return Services.create(settings())
 
 
+@cache
+def streams() -> Any:
+    """The DynamoDB Streams client of the process (the reporter reads failed stream batches again with it), in
+    the region of its DynamoDB; a local DynamoDB (moto's server) serves its streams at its own URL."""
+    import boto3
+
+    from mailproxy.services import BOTO_CONFIG
+
+    dynamodb = services().dynamodb
+    region = dynamodb.meta.region_name
+    endpoint = dynamodb.meta.endpoint_url
+    if endpoint.endswith(".amazonaws.com"):  # AWS: the region's streams endpoint, named (as moto routes it too)
+        endpoint = f"https://streams.dynamodb.{region}.amazonaws.com"
+    return boto3.client("dynamodbstreams", region_name=region, endpoint_url=endpoint, config=BOTO_CONFIG)
+
+
 def get_secret(name: str, **options: Any) -> Any:
     # Imported on first use: only deployed functions read secrets, and the import costs ~0.09 s of cold start.
     from aws_lambda_powertools.utilities import parameters

@@ -38,6 +38,32 @@ REASONS: list[tuple[str, str, str, str]] = [
     ("sender", "sqs:DeleteMessage", "*", f"the SQS event source mapping (records done): {_RUNTIME}"),
     ("ses_events", "sqs:*", "*", f"the SES events queue's event source mapping: {_RUNTIME}"),
     (
+        "stream_reporter",
+        "sqs:*",
+        "*StreamFailures*",
+        f"the stream event source mapping's on-failure destination (a batch given up on): {_RUNTIME}",
+    ),
+    (
+        "reporter",
+        "sqs:*",
+        "*StreamFailures*",
+        "deleting a stream batch's description once read again: the scenario's stream batches all succeed "
+        "(tests/integration/test_stream_repair.py)",
+    ),
+    (
+        "reporter",
+        "dynamodb:*",
+        "*/stream/*",
+        "reading a stream batch given up on again: the scenario's stream batches all succeed "
+        "(tests/integration/test_stream_repair.py)",
+    ),
+    (
+        "reporter",
+        "dynamodb:ListStreams",
+        "*",
+        "part of CDK's grantStreamRead (no resource-level permission); the reporter reads a named stream only",
+    ),
+    (
         "jobs",
         "sqs:*",
         "*",

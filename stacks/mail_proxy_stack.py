@@ -112,7 +112,7 @@ class MailProxyStack(Stack):
             secrets=secrets,
         )
         stream_reporter = StreamReporter(
-            self, "StreamReporter", settings=settings, common=common, storage=storage, secrets=secrets
+            self, "StreamReporter", settings=settings, common=common, storage=storage, queues=queues, secrets=secrets
         )
         bouncer = Bouncer(self, "Bouncer", settings=settings, common=common, storage=storage, secrets=secrets)
         ses_events = SesEvents(self, "SesEvents", common=common, storage=storage, queues=queues, secrets=secrets)

@@ -19,6 +19,8 @@ FIVE_MINUTES = Duration.minutes(5)
 # The stream reporter posts within seconds; records it has not read in 15 minutes mean it is stuck or failing,
 # long before the stream's 24 h retention would drop them.
 STREAM_ITERATOR_AGE_ALARM_SECONDS = 900
+# The reporter reads the stream-failures queue every minute: a description older than this is not being read.
+STREAM_FAILURES_ALARM_SECONDS = 900
 
 
 def report_failures_metric() -> cloudwatch.Metric:
@@ -122,6 +124,14 @@ class Monitoring(Construct):
             threshold=1,
             description=f"A SES notification could not be recorded {settings.max_receive_count} times (not a SES "
             "event, or a failing write): inspect it in the SES events DLQ and redrive.",
+        )
+        alarm(
+            "StreamFailuresWaiting",
+            queues.stream_failures.metric_approximate_age_of_oldest_message(period=FIVE_MINUTES, statistic="Maximum"),
+            threshold=STREAM_FAILURES_ALARM_SECONDS,
+            description="A stream batch the stream reporter gave up on has waited "
+            f"{STREAM_FAILURES_ALARM_SECONDS} s for the reporter to read it again: its reports are late, and "
+            "lost if it waits past the stream's 24 h.",
         )
         alarm(
             "SenderErrors",

@@ -8,7 +8,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.settings import Settings
+from stacks.settings import Settings, acknowledge
 
 SES_EVENTS_TIMEOUT_SECONDS = 30  # the SES events function's timeout (stacks/ses_events.py)
 
@@ -62,6 +62,16 @@ class Queues(Construct):
             retention=Duration.days(4),
             visibility=Duration.seconds(6 * settings.jobs_timeout_seconds),  # AWS guidance, as the work queues
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.max_receive_count, queue=self.jobs_dlq),
+        )
+
+        # Where Lambda describes the stream batches it gave up on (stacks/stream_reporter.py); the reporter
+        # reads them again (mailproxy/logic/stream_repair.py). 14 days: the longest SQS keeps a message.
+        self.stream_failures = _queue(self, "StreamFailures", retention=Duration.days(14))
+        acknowledge(
+            self.stream_failures,
+            "AwsSolutions-SQS3",
+            "It is itself a failure destination (the stream reporter's on-failure destination): the reporter reads "
+            "each description and deletes it once handled; the StreamFailuresWaiting alarm watches its age.",
         )
 
         # SSE-SQS, not a KMS key: SNS delivers to it with no key policy to keep (stacks/ses_events.py).

@@ -35,6 +35,7 @@ class Reporter(Construct):
         environment = {
             "GMP_CLIENT_SYNC_SECRET_ARN": secrets.client_sync.secret_arn,
             "GMP_KMS_KEY_ID": secrets.smtp_password_key.key_arn,  # decrypts tenants' report credentials
+            "GMP_STREAM_FAILURES_QUEUE_URL": queues.stream_failures.queue_url,
         }
         if settings.client_sync_url:  # unset = reports are kept until it is set (docs/deploy.md, "Settings")
             environment["GMP_CLIENT_SYNC_URL"] = settings.client_sync_url
@@ -63,6 +64,9 @@ class Reporter(Construct):
         )
         for queue in queues.work_queues:
             queue.grant_send_messages(fn)
+        # The stream batches Lambda gave up on: their descriptions, and the records read again from the stream.
+        queues.stream_failures.grant_consume_messages(fn)
+        storage.messages_table.grant_stream_read(fn)
         secrets.client_sync.grant_read(fn)
         secrets.smtp_password_key.grant(fn, "kms:Decrypt")
         assert fn.role is not None

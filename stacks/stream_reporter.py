@@ -18,6 +18,7 @@ from mailproxy.logic.stream_reports import (
     STREAM_FILTER,
     STREAM_RETRY_ATTEMPTS,
 )
+from stacks.queues import Queues
 from stacks.secrets import Secrets
 from stacks.settings import FunctionCommon, Settings
 from stacks.storage import Storage
@@ -34,6 +35,7 @@ class StreamReporter(Construct):
         settings: Settings,
         common: FunctionCommon,
         storage: Storage,
+        queues: Queues,
         secrets: Secrets,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -65,6 +67,8 @@ class StreamReporter(Construct):
                 report_batch_item_failures=True,
                 retry_attempts=STREAM_RETRY_ATTEMPTS,
                 filters=[lambda_.FilterCriteria.filter(STREAM_FILTER)],
+                # A batch still failing after its retries is described there, and read again by the reporter.
+                on_failure=sources.SqsDlq(queues.stream_failures),
             )
         )
 

@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("--account", dest="account_id")
     messages.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     messages.add_argument("--tenant", help="tenant id")
+    messages.add_argument(
+        "--bounced", action="store_true", help="only messages a bounce or complaint came back for (after 250 OK)"
+    )
     message_commands = messages.add_subparsers(title="messages commands", metavar="ACTION")
     raw = message_commands.add_parser("raw", help="print one message's MIME source, as sent", parents=[common])
     raw.set_defaults(handler=cmd_messages_raw)
@@ -716,7 +719,11 @@ def cmd_messages(args: argparse.Namespace, out: Console, err: Console) -> int:
     rows: list[MessageInfo] = []
     with _client(args) as proxy:
         for message in proxy.iter_messages(
-            args.status, args.account_id, page_size=min(args.limit, 500), tenant_id=args.tenant
+            args.status,
+            args.account_id,
+            page_size=min(args.limit, 500),
+            tenant_id=args.tenant,
+            bounced=True if args.bounced else None,
         ):
             rows.append(message)
             if len(rows) >= args.limit:
@@ -741,10 +748,19 @@ def cmd_messages(args: argparse.Namespace, out: Console, err: Console) -> int:
             _text(m.attempts),
             _text(_when(m.created_ts)),
             _text(_when(outcome)),
-            _text(m.error or m.deferred_reason),
+            _text(m.error or m.deferred_reason or _bounce(m)),
         )
     out.print(table)
     return 0
+
+
+def _bounce(message: MessageInfo) -> str | None:
+    """What came back after the SMTP reply, in a word or two: `hard bounce 511`, `complaint`, `pec_delivery`."""
+    if message.bounce_type == "complaint":
+        return "complaint"
+    if message.bounce_type is not None:
+        return f"{message.bounce_type} bounce {message.bounce_code or ''}".strip()
+    return message.pec_event
 
 
 def cmd_test_smtp(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -11,11 +11,13 @@ import threading
 from functools import cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailproxy import runtime
 from mailproxy.config import settings
 from mailproxy.logic.reports import Reporter, ReportTarget, tenant_target
+from mailproxy.logic.stream_repair import replay_failed_batches
 from mailproxy.observability import logger, metrics, tracer
 
 _run_lock = threading.Lock()
@@ -59,7 +61,13 @@ def _run_once(context: LambdaContext, source: str) -> dict[str, Any]:
             targets[tenant_id] = tenant_target(services, tenant_id, fallback)
         return targets[tenant_id]
 
+    repaired = {}
+    if configured.stream_failures_queue_url:  # first: what it puts in the outbox is posted by this run
+        repair = replay_failed_batches(services, runtime.streams(), configured.stream_failures_queue_url)
+        repaired = {"replayed_outcomes": repair.outcomes, "lost_stream_batches": repair.lost_batches}
+        if repair.lost_batches:
+            metrics.add_metric(name="LostStreamBatches", unit=MetricUnit.Count, value=repair.lost_batches)
     reporter = Reporter(services, target_for, logger=logger, metrics=metrics)
     run = reporter.run(budget_seconds=budget, batch_size=configured.report_batch_size)
-    logger.info("report run", extra={**run.__dict__, "source": source})
-    return {"ok": True, **run.__dict__}
+    logger.info("report run", extra={**run.__dict__, **repaired, "source": source})
+    return {"ok": True, **run.__dict__, **repaired}

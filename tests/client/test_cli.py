@@ -246,6 +246,7 @@ def test_messages_table_and_filters(gmp: Gmp, proxy: MailProxyClient, smtp_sink_
     assert len(limited) == 2
     assert {m["status"] for m in limited} == {"sent"}
     assert gmp("messages", "--status", "error", "--account", "cli-list").out.strip() == "no messages"
+    assert gmp("messages", "--bounced", "--account", "cli-list", "--json").json() == []  # none came back
     assert gmp("messages", "--status", "bogus").code == 2
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from stacks.monitoring import STREAM_ITERATOR_AGE_ALARM_SECONDS
+from stacks.monitoring import STREAM_FAILURES_ALARM_SECONDS, STREAM_ITERATOR_AGE_ALARM_SECONDS
 from stacks.stream_reporter import HANDLER as STREAM_HANDLER
 from tests.infrastructure.conftest import SENDER_HANDLER, Synthesis
+from tests.infrastructure.test_stream_reporter import stream_failures_queue
 
 
 def _alarms(synth: Synthesis) -> list[dict[str, Any]]:
@@ -42,9 +43,22 @@ def test_each_dead_letter_queue_has_a_depth_alarm(synth: Synthesis) -> None:
 
 def test_each_work_queue_has_an_oldest_message_age_alarm(synth: Synthesis) -> None:
     work = synth.work_queues()
-    alarms = _alarms_on(synth, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    alarms = [
+        a
+        for a in _alarms_on(synth, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+        if stream_failures_queue(synth) not in _dimension_refs(a)
+    ]
     assert set().union(*(_dimension_refs(a) for a in alarms)) == work
     assert all(a["Threshold"] == synth.context["oldest_message_alarm_seconds"] for a in alarms)
+
+
+def test_a_stream_failure_waiting_unread_raises_an_alarm(synth: Synthesis) -> None:
+    [alarm] = [
+        a
+        for a in _alarms_on(synth, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+        if stream_failures_queue(synth) in _dimension_refs(a)
+    ]
+    assert alarm["Threshold"] == STREAM_FAILURES_ALARM_SECONDS
 
 
 def test_sender_errors_raise_an_alarm(synth: Synthesis) -> None:
@@ -86,7 +100,7 @@ def test_every_alarm_notifies_the_sns_topic(synth: Synthesis) -> None:
         k for k, t in synth.resources("AWS::SNS::Topic").items() if "alarms" in t["Properties"]["DisplayName"]
     ]
     alarms = _alarms(synth)
-    assert len(alarms) == 12
+    assert len(alarms) == 13
     for alarm in alarms:
         assert {"Ref": topic_id} in alarm["AlarmActions"]
         assert alarm["TreatMissingData"] == "notBreaching"

@@ -7,6 +7,7 @@ from typing import Any
 
 from stacks.jobs import HANDLER as JOBS_HANDLER
 from tests.infrastructure.conftest import SENDER_HANDLER, Synthesis
+from tests.infrastructure.test_stream_reporter import stream_failures_queue
 
 
 def _work_queues(synth: Synthesis) -> dict[str, dict[str, Any]]:
@@ -18,13 +19,13 @@ def test_two_work_queues_a_jobs_queue_and_a_ses_events_queue_each_have_their_own
     synth: Synthesis,
 ) -> None:
     queues = synth.resources("AWS::SQS::Queue")
-    assert len(queues) == 8
+    assert len(queues) == 9  # and the stream reporter's on-failure destination
     sources = {k for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
     assert len(sources) == 4
     assert len(_work_queues(synth)) == 2 and set(_work_queues(synth)) < sources  # the others: jobs, SES events
     dlq_ids = {queues[k]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for k in sources}
     assert len(dlq_ids) == 4  # one DLQ each, not shared
-    assert dlq_ids == set(queues) - sources
+    assert dlq_ids == set(queues) - sources - {stream_failures_queue(synth)}
 
 
 def test_every_work_queue_redrives_after_max_receive_count(synth: Synthesis) -> None:

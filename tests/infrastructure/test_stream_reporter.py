@@ -4,10 +4,11 @@ that can do what posting reports needs, no more (stacks/stream_reporter.py)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from mailproxy.logic.stream_reports import STREAM_FILTER, STREAM_RETRY_ATTEMPTS
 from stacks.stream_reporter import HANDLER as STREAM_HANDLER
-from tests.infrastructure.conftest import Synthesis, actions_of, statements_with
+from tests.infrastructure.conftest import REPORTER_HANDLER, Synthesis, actions_of, statements_with
 from tests.infrastructure.test_iam import DYNAMODB_WRITE, _resource_ids, _tables
 
 
@@ -18,16 +19,28 @@ def test_the_messages_table_streams_new_and_old_images_and_the_config_table_does
     assert "StreamSpecification" not in tables[config]["Properties"]
 
 
-def test_the_event_source_bisects_reports_partial_failures_retries_boundedly_and_filters_outcomes(
-    synth: Synthesis,
-) -> None:
+def _mapping(synth: Synthesis) -> dict[str, Any]:
     function_id, _ = synth.function(STREAM_HANDLER)
-    messages, _ = _tables(synth)
     (mapping,) = [
         m["Properties"]
         for m in synth.resources("AWS::Lambda::EventSourceMapping").values()
         if m["Properties"]["FunctionName"] == {"Ref": function_id}
     ]
+    return mapping
+
+
+def stream_failures_queue(synth: Synthesis) -> str:
+    """The logical id of the queue the stream reporter's mapping describes the batches it gave up on to."""
+    destination = _mapping(synth)["DestinationConfig"]["OnFailure"]["Destination"]
+    queue_id: str = destination["Fn::GetAtt"][0]
+    return queue_id
+
+
+def test_the_event_source_bisects_reports_partial_failures_retries_boundedly_and_filters_outcomes(
+    synth: Synthesis,
+) -> None:
+    messages, _ = _tables(synth)
+    mapping = _mapping(synth)
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [messages, "StreamArn"]}
     assert mapping["StartingPosition"] == "LATEST"
     assert mapping["BatchSize"] == 100 and mapping["MaximumBatchingWindowInSeconds"] <= 2
@@ -65,8 +78,27 @@ def test_the_stream_reporter_reads_the_client_sync_secret_decrypts_and_touches_n
     assert set().union(*(_resource_ids(s) for s in secrets)) == {variables["GMP_CLIENT_SYNC_SECRET_ARN"]["Ref"]}
     assert actions_of(statements_with(statements, "kms:")) == {"kms:Decrypt"}
     assert variables["GMP_CLIENT_SYNC_URL"] == synth.context["client_sync_url"]
-    for prefix in ("sqs:", "s3:", "lambda:"):
+    for prefix in ("s3:", "lambda:"):
         assert not statements_with(statements, prefix)
+    # its only queue: the on-failure destination, which the event source mapping sends to with its role
+    sqs = statements_with(statements, "sqs:")
+    assert set().union(*(_resource_ids(s) for s in sqs)) == {stream_failures_queue(synth)}
+    assert "sqs:ReceiveMessage" not in actions_of(sqs)
     star = [s for s in statements if s["Resource"] == "*"]
     # dynamodb:ListStreams has no resource-level permission; the event source mapping grants it
     assert actions_of(star) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "dynamodb:ListStreams"}
+
+
+def test_a_batch_given_up_on_is_described_on_a_queue_the_reporter_reads_with_the_stream(synth: Synthesis) -> None:
+    queue = stream_failures_queue(synth)
+    assert synth.resources("AWS::SQS::Queue")[queue]["Properties"]["MessageRetentionPeriod"] == 14 * 86400
+    _, reporter = synth.function(REPORTER_HANDLER)
+    variables = reporter["Properties"]["Environment"]["Variables"]
+    assert variables["GMP_STREAM_FAILURES_QUEUE_URL"] == {"Ref": queue}
+    statements = synth.role_statements(REPORTER_HANDLER)
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions_of(
+        [s for s in statements_with(statements, "sqs:") if queue in _resource_ids(s)]
+    )
+    messages, _ = _tables(synth)
+    stream_reads = [s for s in statements if messages in _resource_ids(s) and "StreamArn" in json.dumps(s)]
+    assert {"dynamodb:GetShardIterator", "dynamodb:GetRecords"} <= actions_of(stream_reads)

@@ -41,7 +41,7 @@ from tests.bounce_mails import (
     pec_receipt,
     postfix_dsn,
 )
-from tests.conftest import AUTH, make_settings
+from tests.conftest import AUTH, account_payload, make_settings
 from tests.imap_server import DovecotServer, dovecot_fixture  # noqa: F401  (the `dovecot` fixture)
 from tests.report_server import ReportEndpoint, report_endpoint
 
@@ -122,7 +122,7 @@ def test_hard_bounce_is_recorded_reported_and_suppressed(
     assert all(HANDLED_KEYWORD in flags and "\\Seen" in flags for flags in dovecot.messages("bounces", folder).values())
 
 
-def test_a_bounce_reaches_the_client_with_its_fields_and_is_listed_by_the_bounced_filter(
+def test_a_hard_bounce_reaches_the_client_with_its_fields_is_listed_by_the_bounced_filter_and_suppresses(
     services: Services, dovecot: DovecotServer, folder: str, client: ReportEndpoint, api: TestClient
 ) -> None:
     now = int(time.time())
@@ -143,6 +143,11 @@ def test_a_bounce_reaches_the_client_with_its_fields_and_is_listed_by_the_bounce
     assert [(m["id"], m["bounce_type"]) for m in listed] == [("bounced1", "hard")]
     others = api.get("/messages", headers=AUTH, params={"bounced": "false"}).json()["messages"]
     assert [m["id"] for m in others] == ["fine1"] and others[0]["bounce_type"] is None
+    assert api.post("/account", headers=AUTH, json=account_payload()).status_code == 200
+    again = {"id": "again", "account_id": "smtp-main", "from": "s@example.com", "to": [RECIPIENT], "subject": "x"}
+    answer = api.post("/commands/add-messages", headers=AUTH, json={"messages": [again]}).json()
+    assert answer["queued"] == 0 and [r["code"] for r in answer["rejected"]] == ["suppressed"]
+    assert services.messages.get("default", "again") is None  # never queued, so never delivered
 
 
 def test_soft_bounce_is_recorded_and_suppresses_nothing(

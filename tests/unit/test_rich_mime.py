@@ -114,7 +114,7 @@ def test_html_counts_in_the_total_size() -> None:
 def test_content_keeps_html_and_list_unsubscribe_for_the_sender() -> None:
     content = message(html="<p/>", list_unsubscribe={"url": "https://u.example/t"}).content()
     assert content["html"] == "<p/>"
-    assert content["list_unsubscribe"] == {"url": "https://u.example/t", "mailto": None}
+    assert content["list_unsubscribe"] == {"url": "https://u.example/t", "mailto": None, "hosted": False}
     assert OutgoingMail(**content).list_unsubscribe == ListUnsubscribe(url="https://u.example/t")
 
 
