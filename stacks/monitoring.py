@@ -23,24 +23,14 @@ STREAM_ITERATOR_AGE_ALARM_SECONDS = 900
 STREAM_FAILURES_ALARM_SECONDS = 900
 
 
-def report_failures_metric() -> cloudwatch.Metric:
-    """EMF metric emitted by the reporter (Powertools Metrics: namespace + `service` dimension)."""
+def emf_metric(name: str, statistic: str) -> cloudwatch.Metric:
+    """A metric the functions emit as EMF (Powertools Metrics: the namespace and the `service` dimension):
+    `ReportFailures` (the reporters), `HighestComplaintRate` (the bouncer, percent, after each run)."""
     return cloudwatch.Metric(
         namespace=METRICS_NAMESPACE,
-        metric_name="ReportFailures",
+        metric_name=name,
         dimensions_map={"service": SERVICE_NAME},
-        statistic=cloudwatch.Stats.SUM,
-        period=FIVE_MINUTES,
-    )
-
-
-def highest_complaint_rate_metric() -> cloudwatch.Metric:
-    """EMF metric emitted by the bouncer after each run: the highest complaint rate of any account, percent."""
-    return cloudwatch.Metric(
-        namespace=METRICS_NAMESPACE,
-        metric_name="HighestComplaintRate",
-        dimensions_map={"service": SERVICE_NAME},
-        statistic=cloudwatch.Stats.MAXIMUM,
+        statistic=statistic,
         period=FIVE_MINUTES,
     )
 
@@ -141,7 +131,7 @@ class Monitoring(Construct):
         )
         alarm(
             "ReportFailures",
-            report_failures_metric(),
+            emf_metric("ReportFailures", cloudwatch.Stats.SUM),
             threshold=1,
             evaluation_periods=3,
             description="Delivery reports could not be posted to the client endpoint for 15 minutes.",
@@ -161,7 +151,7 @@ class Monitoring(Construct):
         )
         alarm(
             "ComplaintRate",
-            highest_complaint_rate_metric(),
+            emf_metric("HighestComplaintRate", cloudwatch.Stats.MAXIMUM),
             threshold=settings.complaint_rate_alarm_percent,
             description=f"An SMTP account's complaint rate passed {settings.complaint_rate_alarm_percent} % (SES "
             "pauses sending at 0.5 %): the bouncer's log names the account; look at what it sends.",
@@ -222,5 +212,7 @@ class Monitoring(Construct):
                 ],
                 width=12,
             ),
-            cloudwatch.GraphWidget(title="Report failures", left=[report_failures_metric()], width=12),
+            cloudwatch.GraphWidget(
+                title="Report failures", left=[emf_metric("ReportFailures", cloudwatch.Stats.SUM)], width=12
+            ),
         )
