@@ -22,8 +22,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mailproxy.dal.dynamo import DynamoDBClient, all_items, pages
 
 METRICS_PK = "METRICS"
-PAIR_FIELDS = ("queued", "sent", "errors", "deferred", "rate_limited", "bounced_hard", "bounced_soft", "complaints")
-TENANT_FIELDS = ("removed",)
 
 logger = Logger(child=True)
 
