@@ -20,6 +20,12 @@ BOUNCE_COUNTERS = {"hard": "bounced_hard", "soft": "bounced_soft", "complaint": 
 BOUNCE_METRICS = {"bounced_hard": "BouncesHard", "bounced_soft": "BouncesSoft", "complaints": "Complaints"}
 
 
+def count_bounce(totals: object, bounce_type: str) -> None:
+    """Add one to the field of `totals` (a poll's or an SES batch's) that counts `bounce_type`'s counter."""
+    counter = BOUNCE_COUNTERS[bounce_type]
+    setattr(totals, counter, getattr(totals, counter) + 1)
+
+
 class Applied(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # this notice was recorded before

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 
-from mailproxy.logic.bounces.apply import BOUNCE_COUNTERS, Applied, apply_notice, record_pec_timeouts
+from mailproxy.logic.bounces.apply import Applied, apply_notice, count_bounce, record_pec_timeouts
 from mailproxy.logic.bounces.parse import BounceNotice, ReferenceLookup, Unparsed, parse_mail
 from mailproxy.services import Services
 
@@ -181,8 +181,7 @@ def _handle(
     else:
         result.applied += 1
         if isinstance(parsed, BounceNotice):
-            counter = BOUNCE_COUNTERS[parsed.bounce_type]
-            setattr(result, counter, getattr(result, counter) + 1)
+            count_bounce(result, parsed.bounce_type)
     _store_flags(conn, uid, rf"(\Seen {HANDLED_KEYWORD})")
     if processed:
         conn.uid("MOVE", str(uid), PROCESSED_FOLDER)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mailproxy.logic.bounces.apply import BOUNCE_COUNTERS, Applied, apply_notice
+from mailproxy.logic.bounces.apply import Applied, apply_notice, count_bounce
 from mailproxy.logic.bounces.correlation import HEADER as CORRELATION_HEADER
 from mailproxy.logic.bounces.correlation import parse_correlation_id
 from mailproxy.logic.bounces.parse import REASON_LIMIT, BounceNotice, BounceType
@@ -67,8 +67,7 @@ def apply_event(services: Services, body: str, *, key: bytes, now: int, totals: 
         outcome = apply_notice(services, notice, notice_id=notice_id, tenant_id=None, now=now)
         if outcome is Applied.APPLIED:
             totals.applied += 1
-            counter = BOUNCE_COUNTERS[notice.bounce_type]
-            setattr(totals, counter, getattr(totals, counter) + 1)
+            count_bounce(totals, notice.bounce_type)
         elif outcome is Applied.DUPLICATE:
             totals.duplicates += 1
         else:
