@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         default=TENANT_INDEX_SHARDS,
         ge=TENANT_INDEX_SHARDS,
         le=MAX_SHARDS,
-        description="partitions of each tenant's by_tenant index (~1,000 writes/s each)",
+        description="partitions of each tenant's index of its messages, its listing items (~1,000 writes/s each)",
     )
     jobs_queue_url: str | None = Field(default=None, description="SQS queue that carries bulk jobs' continuations")
     stream_failures_queue_url: str | None = Field(

@@ -142,7 +142,7 @@ REASONS: list[tuple[str, str, str, str]] = [
         "*",
         "dynamodb:Query",
         "*/index/*",
-        "the messages table's other indexes (by_tenant, pending_reports, due): " + _SCENARIO,
+        "the messages table's other indexes (pending_reports, due): " + _SCENARIO,
     ),
     ("*", "dynamodb:Scan", "*/index/*", "part of CDK's table grant; no code scans an index"),
     (

@@ -72,7 +72,7 @@ class Api(Construct):
         acknowledge(
             fn.role,
             f"AwsSolutions-IAM5[Resource::{arn_of(storage.messages_table)}/index/*]",
-            "GET /messages queries the by_tenant index; the wildcard covers only this table's indexes.",
+            "CDK's table grant adds the table's indexes; the wildcard covers only this table's indexes.",
         )
         acknowledge(
             fn.role,

@@ -1,6 +1,6 @@
 """Jobs worker: continues bulk tenant operations (suspend, activate, cleanup, tenant deletion) from the jobs
-queue (mailproxy/logic/jobs.py). Least privilege: on the messages table the by_tenant index read, the status
-items' batch read, the updates of a suspension and the deletes of removed messages; on the config table the
+queue (mailproxy/logic/jobs.py). Least privilege: on the messages table the Query of the tenants' listing items,
+the status items' batch read, the updates of a suspension and the deletes of removed messages; on the config table the
 items of jobs, suspensions and, for a tenant's deletion, its tenant, API-key and metric items; the contents
 bucket's retagging and in-place copy of a held or released content; sending to the work queues (activation)
 and to the jobs queue (its own continuation)."""
@@ -13,7 +13,7 @@ from constructs import Construct
 
 from mailproxy.dal.contents import CONTENTS_PREFIX
 from mailproxy.dal.counters import METRICS_PK
-from mailproxy.dal.keys import BY_TENANT_INDEX
+from mailproxy.dal.keys import TENANT_INDEX_PREFIX
 from mailproxy.dal.tenants import API_KEY_PK, TENANT_PK
 from stacks.queues import Queues
 from stacks.settings import FunctionCommon, Settings, acknowledge, arn_of
@@ -55,12 +55,14 @@ class Jobs(Construct):
             iam.PolicyStatement(
                 sid="TenantIndexRead",
                 actions=["dynamodb:Query"],
-                resources=[f"{messages.table_arn}/index/{BY_TENANT_INDEX}"],
+                resources=[messages.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{TENANT_INDEX_PREFIX}*"]}},
             )
         )
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="MessageItems",
+                # DeleteItem: removed messages and the listing items a walk finds empty.
                 actions=["dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
                 resources=[messages.table_arn],
             )

@@ -39,12 +39,6 @@ class Storage(Construct):
         # The stream feeds the stream reporter (stacks/stream_reporter.py): reports within seconds of an outcome.
         self.messages_table = _table(self, "MessagesTable", stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES)
         self.messages_table.add_global_secondary_index(
-            index_name="by_tenant",  # partitioned "<tenant>#<shard>" (mailproxy/dal/keys.py, tenant_index_pk)
-            partition_key=dynamodb.Attribute(name="tenant_index_pk", type=_S),
-            sort_key=dynamodb.Attribute(name="created_key", type=_S),
-            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
-        )
-        self.messages_table.add_global_secondary_index(
             index_name="pending_reports",
             partition_key=dynamodb.Attribute(name="rpt_pk", type=_S),
             sort_key=dynamodb.Attribute(name="rpt_sk", type=_S),

@@ -1,8 +1,8 @@
 """Key layout of the two tables (docs/design.md). The tenant is part of every message and account key.
 
-Index partitions are sharded to spread write load (~1,000 writes/s per partition); readers query every
-shard 0..count-1. The counts come from the settings (GMP_DUE_SHARDS, GMP_REPORT_SHARDS,
-GMP_TENANT_INDEX_SHARDS) and may only grow: an item written under a larger count than the readers use
+Index partitions (and the tenant index's listing items) are sharded to spread write load (~1,000 writes/s
+per partition); readers query every shard 0..count-1. The counts come from the settings (GMP_DUE_SHARDS,
+GMP_REPORT_SHARDS, GMP_TENANT_INDEX_SHARDS) and may only grow: an item written under a larger count than the readers use
 would never be read again (docs/operations.md, "Shard counts")."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from mailproxy.config import settings
 
 STATUS_SK = "STATUS"
 CONTENT_SK = "CONTENT"
-BY_TENANT_INDEX = "by_tenant"
 PENDING_REPORTS_INDEX = "pending_reports"
 DUE_INDEX = "due"
 
@@ -61,20 +60,13 @@ def tenant_index_shards() -> range:
     return range(settings().tenant_index_shards)
 
 
+TENANT_INDEX_PREFIX = "LIST#"
+
+
 def tenant_index_partition(tenant_id: str, shard: int) -> str:
-    """A partition of the by_tenant index: one tenant's messages are spread over several, so that a
-    tenant's ingestion is not capped by one partition's write rate."""
-    return f"{tenant_id}#{shard}"
-
-
-def tenant_index_pk(tenant_id: str, message_id: str) -> str:
-    """The by_tenant partition of a message (`tenant_index_pk` of its status item)."""
-    shard = zlib.crc32(message_id.encode()) % settings().tenant_index_shards
-    return tenant_index_partition(tenant_id, shard)
-
-
-def created_key(created_ms: int, message_id: str) -> str:
-    return f"{created_ms:013d}#{message_id}"
+    """A partition of a tenant's index (mailproxy/dal/tenant_index.py): its listing items are spread over
+    several, so that a tenant's ingestion is not capped by one partition's write rate."""
+    return f"{TENANT_INDEX_PREFIX}{tenant_id}#{shard}"
 
 
 def account_pk(tenant_id: str) -> str:

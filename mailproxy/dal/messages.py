@@ -11,16 +11,9 @@ from typing import Any
 from mailproxy.dal.contents import ContentStore
 from mailproxy.dal.dynamo import DynamoDBClient, batch_get, write_if
 from mailproxy.dal.items import from_item, to_item, values
-from mailproxy.dal.keys import (
-    CONTENT_SK,
-    STATUS_SK,
-    created_key,
-    due_pk,
-    due_shard,
-    message_pk,
-    tenant_index_pk,
-)
+from mailproxy.dal.keys import CONTENT_SK, STATUS_SK, due_pk, due_shard, message_pk
 from mailproxy.dal.records import ClaimedMessage
+from mailproxy.dal.tenant_index import TenantIndex
 from mailproxy.models import MessageStatus
 
 RETENTION_SECONDS = 30 * 24 * 3600  # ended and reported messages expire (TTL) after this
@@ -110,6 +103,7 @@ class MessageStore:
         self._db = dynamodb
         self._table = table
         self.contents = contents
+        self.index = TenantIndex(dynamodb, table)
 
     def ping(self) -> None:
         """Raise the AWS error when the table cannot be reached (the /status probe)."""
@@ -140,11 +134,16 @@ class MessageStore:
             return Stored([], [])
         known = self.known(messages) if known is None else known
         fresh = [m for m in messages if m.key not in known]
+        listed_in = self._list(fresh, now=now)
         self.contents.put_items(
             [self.contents.item(m.tenant_id, m.id, m.content, expires_at=content_expiry(m, now)) for m in fresh]
         )
         created = [
-            m for m in fresh if self._create_status(m, now=now, enqueue_grace=enqueue_grace, due=m.key not in enqueued)
+            m
+            for m in fresh
+            if self._create_status(
+                m, now=now, enqueue_grace=enqueue_grace, due=m.key not in enqueued, listed_in=listed_in[m.tenant_id]
+            )
         ]
         replaced = [
             m
@@ -154,6 +153,22 @@ class MessageStore:
             and self.replace(m, known[m.key], now=now, enqueue_grace=enqueue_grace)
         ]
         return Stored(created, replaced)
+
+    def _list(self, fresh: list[NewMessage], *, now: int) -> dict[str, str]:
+        """One listing item per tenant naming the new messages, written before them; its reference by tenant.
+        It expires well after its messages can (`content_expiry`); a message that may outlive that (suspended,
+        scheduled far ahead) keeps its listing item until a walk finds it empty (`MessageQueries.tenant_page`)."""
+        by_tenant: dict[str, list[NewMessage]] = {}
+        for message in fresh:
+            by_tenant.setdefault(message.tenant_id, []).append(message)
+        references = {}
+        for tenant_id, group in by_tenant.items():
+            expiries = [content_expiry(m, now) for m in group]
+            expires_at = None if None in expiries else max(e or 0 for e in expiries) + 2 * RETENTION_SECONDS
+            references[tenant_id] = self.index.add(
+                tenant_id, [m.id for m in group], created_ms=group[0].created_ms, expires_at=expires_at
+            )
+        return references
 
     def replace(self, message: NewMessage, current: dict[str, Any], *, now: int, enqueue_grace: int) -> bool:
         """Replace a never-claimed message (content and schedule); False when a sender claimed it first.
@@ -189,13 +204,19 @@ class MessageStore:
         return write_if(
             self._db.put_item,
             TableName=self._table,
-            Item=to_item(self._status_item(message, now=now, enqueue_grace=enqueue_grace, due=True)),
+            Item=to_item(
+                self._status_item(
+                    message, now=now, enqueue_grace=enqueue_grace, due=True, listed_in=current.get("listed_in")
+                )
+            ),
             ConditionExpression="#s = :queued AND claims = :zero AND replace_token = :token",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=values(token=token, queued=MessageStatus.QUEUED.value, zero=0),
         ).held
 
-    def _status_item(self, message: NewMessage, *, now: int, enqueue_grace: int, due: bool) -> dict[str, Any]:
+    def _status_item(
+        self, message: NewMessage, *, now: int, enqueue_grace: int, due: bool, listed_in: str | None
+    ) -> dict[str, Any]:
         """`due`: the message has no queue record yet (scheduled beyond the SQS delay, its enqueue failed) or
         may lose it (a replaced message's record can arrive while it is held): the sweep enqueues it then.
         A message enqueued before this write needs no entry (docs/reliability.md, "Lost enqueue")."""
@@ -208,8 +229,7 @@ class MessageStore:
             "priority": message.priority,
             "status": MessageStatus.QUEUED.value,
             "created_ts": message.created_ms // 1000,
-            "created_key": created_key(message.created_ms, message.id),
-            "tenant_index_pk": tenant_index_pk(message.tenant_id, message.id),
+            "listed_in": listed_in,  # the tenant's listing item that names it (mailproxy/dal/tenant_index.py)
             "batch_code": message.batch_code,
             "message_id_header": message.message_id_header,
             "not_before": message.not_before,
@@ -230,11 +250,13 @@ class MessageStore:
             )
         return item
 
-    def _create_status(self, message: NewMessage, *, now: int, enqueue_grace: int, due: bool) -> bool:
+    def _create_status(self, message: NewMessage, *, now: int, enqueue_grace: int, due: bool, listed_in: str) -> bool:
         return write_if(
             self._db.put_item,
             TableName=self._table,
-            Item=to_item(self._status_item(message, now=now, enqueue_grace=enqueue_grace, due=due)),
+            Item=to_item(
+                self._status_item(message, now=now, enqueue_grace=enqueue_grace, due=due, listed_in=listed_in)
+            ),
             ConditionExpression="attribute_not_exists(pk)",
         ).held
 

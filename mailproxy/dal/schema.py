@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mailproxy.dal.keys import BY_TENANT_INDEX, DUE_INDEX, PENDING_REPORTS_INDEX
+from mailproxy.dal.keys import DUE_INDEX, PENDING_REPORTS_INDEX
 
 LOCAL_MAX_RECEIVE_COUNT = 5
 
@@ -25,8 +25,6 @@ MESSAGES_TABLE_DEFINITION: dict[str, Any] = {
         for name, kind in [
             ("pk", "S"),
             ("sk", "S"),
-            ("tenant_index_pk", "S"),
-            ("created_key", "S"),
             ("rpt_pk", "S"),
             ("rpt_sk", "S"),
             ("due_pk", "S"),
@@ -34,7 +32,6 @@ MESSAGES_TABLE_DEFINITION: dict[str, Any] = {
         ]
     ],
     "GlobalSecondaryIndexes": [
-        _gsi(BY_TENANT_INDEX, "tenant_index_pk", "created_key", {"ProjectionType": "KEYS_ONLY"}),
         _gsi(PENDING_REPORTS_INDEX, "rpt_pk", "rpt_sk", {"ProjectionType": "ALL"}),
         _gsi(
             DUE_INDEX,

@@ -52,7 +52,7 @@ def _activate_page(services: Services, job: Job, page: Page, now: int) -> int:
         and not is_suspended(still_suspended, item.get("batch_code"))
         and services.messages.set_suspended(item, False, now=now)
     ]
-    released.sort(key=lambda item: (int(item["priority"]), item["created_key"]))
+    released.sort(key=lambda item: (int(item["priority"]), item["created_ts"], item["id"]))
     services.queues.enqueue(
         [
             QueueEntry(

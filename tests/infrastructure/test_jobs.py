@@ -37,13 +37,14 @@ def test_the_worker_writes_only_what_the_bulk_operations_change(synth: Synthesis
     statements = synth.role_statements(JOBS_HANDLER)
     on_messages = [s for s in statements if messages in _resource_ids(s)]
     assert actions_of(on_messages) == {
-        "dynamodb:Query",  # the by_tenant index only
+        "dynamodb:Query",  # the tenants' listing items only
         "dynamodb:BatchGetItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
     }
     (index_read,) = [s for s in on_messages if actions_of([s]) == {"dynamodb:Query"}]
-    assert index_read["Resource"]["Fn::Join"][1][-1] == "/index/by_tenant"
+    assert index_read["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LIST#*"]}}
+    assert not any("/index/" in str(s["Resource"]) for s in on_messages)
     on_config = [s for s in statements if config in _resource_ids(s)]
     assert on_config and all(
         s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": CONFIG_PARTITIONS}} for s in on_config
@@ -78,13 +79,3 @@ def test_every_function_reads_the_shard_counts_and_the_api_may_hand_jobs_to_the_
     )
     api_sends = {next(iter(_resource_ids(s))) for s in statements_with(synth.role_statements(API_HANDLER), "sqs:Send")}
     assert queue_id in api_sends
-
-
-def test_the_by_tenant_index_is_partitioned_by_tenant_and_shard(synth: Synthesis) -> None:
-    messages, _ = _tables(synth)
-    table = synth.resources("AWS::DynamoDB::Table")[messages]["Properties"]
-    (index,) = [i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "by_tenant"]
-    assert index["KeySchema"] == [
-        {"AttributeName": "tenant_index_pk", "KeyType": "HASH"},
-        {"AttributeName": "created_key", "KeyType": "RANGE"},
-    ]

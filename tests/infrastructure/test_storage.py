@@ -30,16 +30,15 @@ def test_both_tables_are_on_demand_with_pitr_ttl_and_pk_sk(synth: Synthesis) -> 
         assert table["DeletionPolicy"] == "Retain"
 
 
-def test_messages_table_has_the_three_design_indexes(synth: Synthesis) -> None:
+def test_messages_table_has_the_two_design_indexes(synth: Synthesis) -> None:
+    # A tenant's messages are listed from listing items in the table itself (mailproxy/dal/tenant_index.py)
     messages, _ = _tables(synth)
     indexes = {i["IndexName"]: i for i in messages["Properties"]["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"by_tenant", "pending_reports", "due"}
+    assert set(indexes) == {"pending_reports", "due"}
 
     def keys(name: str) -> list[tuple[str, str]]:
         return [(k["AttributeName"], k["KeyType"]) for k in indexes[name]["KeySchema"]]
 
-    assert keys("by_tenant") == [("tenant_index_pk", "HASH"), ("created_key", "RANGE")]  # <tenant>#<shard>
-    assert indexes["by_tenant"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert keys("pending_reports") == [("rpt_pk", "HASH"), ("rpt_sk", "RANGE")]
     assert indexes["pending_reports"]["Projection"] == {"ProjectionType": "ALL"}
     assert keys("due") == [("due_pk", "HASH"), ("due_ts", "RANGE")]
@@ -50,8 +49,6 @@ def test_messages_table_has_the_three_design_indexes(synth: Synthesis) -> None:
     assert types == {
         "pk": "S",
         "sk": "S",
-        "tenant_index_pk": "S",
-        "created_key": "S",
         "rpt_pk": "S",
         "rpt_sk": "S",
         "due_pk": "S",

@@ -41,7 +41,7 @@ from tests.smtp_servers import SinkFactory, SmtpSink, free_port
 # DynamoDB's limits on key attributes, in UTF-8 bytes (table and index keys alike).
 PARTITION_KEY_LIMIT = 2048
 SORT_KEY_LIMIT = 1024
-INDEX_KEYS = {"tenant_id": PARTITION_KEY_LIMIT, "created_key": SORT_KEY_LIMIT, "rpt_pk": PARTITION_KEY_LIMIT,
+INDEX_KEYS = {"tenant_id": PARTITION_KEY_LIMIT, "rpt_pk": PARTITION_KEY_LIMIT,
               "rpt_sk": SORT_KEY_LIMIT, "due_pk": PARTITION_KEY_LIMIT}  # fmt: skip
 
 
