@@ -117,6 +117,9 @@ class Settings(BaseSettings):
         description="partitions of each tenant's index of its messages, its listing items (~1,000 writes/s each)",
     )
     jobs_queue_url: str | None = Field(default=None, description="SQS queue that carries bulk jobs' continuations")
+    jobs_dlq_arn: str | None = Field(
+        default=None, description="the jobs queue's DLQ: a continuation arriving from it ends its job as failed"
+    )
     stream_failures_queue_url: str | None = Field(
         default=None, description="where Lambda describes stream batches it gave up on; the reporter reads them again"
     )

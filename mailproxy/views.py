@@ -180,11 +180,13 @@ class JobView(BaseModel):
     id: str
     tenant_id: str
     kind: str
-    status: str = Field(description="queued, running or done")
+    status: str = Field(description="queued, running, done or failed (result.error says why)")
     parameters: dict[str, Any]
     processed: int = Field(description="messages looked at so far")
     affected: int = Field(description="messages held, released or removed so far")
-    result: dict[str, Any] = Field(description="once done: the counts the operation's own route answers")
+    result: dict[str, Any] = Field(
+        description="once done: the counts the operation's own route answers; once failed: `error`"
+    )
     created_ts: int
     updated_ts: int
 

@@ -191,8 +191,12 @@ def _serve(endpoint: str, dynamodb_endpoint: str, generated_token: str | None, s
             function_timeout=settings.sender_timeout,
         )
         threads.append(threading.Thread(target=poller.run, args=(stop,), name=f"sender-{n}", daemon=True))
-    # Bulk jobs' continuations, as the jobs queue's event source mapping drives the jobs worker in AWS.
-    jobs_poller = SqsPoller(services.sqs, [settings.jobs_queue_url or ""], jobs_worker.handler, region=LOCAL_REGION)
+    # Bulk jobs' continuations, as the event source mappings of the jobs queue and its DLQ drive the jobs
+    # worker in AWS.
+    jobs_dlq_url = services.sqs.get_queue_url(QueueName=(settings.jobs_dlq_arn or "").rsplit(":", 1)[-1])["QueueUrl"]
+    jobs_poller = SqsPoller(
+        services.sqs, [settings.jobs_queue_url or "", jobs_dlq_url], jobs_worker.handler, region=LOCAL_REGION
+    )
     threads.append(threading.Thread(target=jobs_poller.run, args=(stop,), name="jobs", daemon=True))
     for thread in threads:
         thread.start()

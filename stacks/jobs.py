@@ -44,11 +44,16 @@ class Jobs(Construct):
             description="genro-mail-proxy jobs worker: bulk tenant operations, page by page with checkpoints",
             memory_mb=settings.jobs_memory_mb,
             timeout_seconds=settings.jobs_timeout_seconds,
-            environment={"GMP_BODY_BUCKET": storage.body_bucket.bucket_name},
+            environment={
+                "GMP_BODY_BUCKET": storage.body_bucket.bucket_name,
+                "GMP_JOBS_DLQ_ARN": queues.jobs_dlq.queue_arn,
+            },
         )
         fn = self.function
-        # One job page at a time per invocation: a continuation carries one job.
-        fn.add_event_source(sources.SqsEventSource(queues.jobs_queue, batch_size=1, report_batch_item_failures=True))
+        # One job page at a time per invocation: a continuation carries one job. A continuation that reached the
+        # DLQ comes back through its own mapping, which ends its job as failed (functions/jobs/handler.py).
+        for queue in (queues.jobs_queue, queues.jobs_dlq):
+            fn.add_event_source(sources.SqsEventSource(queue, batch_size=1, report_batch_item_failures=True))
 
         messages = storage.messages_table
         fn.add_to_role_policy(

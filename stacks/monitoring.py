@@ -25,7 +25,8 @@ STREAM_FAILURES_ALARM_SECONDS = 900
 
 def emf_metric(name: str, statistic: str) -> cloudwatch.Metric:
     """A metric the functions emit as EMF (Powertools Metrics: the namespace and the `service` dimension):
-    `ReportFailures` (the reporters), `HighestComplaintRate` (the bouncer, percent, after each run)."""
+    `ReportFailures` (the reporters), `HighestComplaintRate` (the bouncer, percent, after each run),
+    `JobsFailed` (the jobs worker, for a continuation that reached the jobs DLQ)."""
     return cloudwatch.Metric(
         namespace=METRICS_NAMESPACE,
         metric_name=name,
@@ -100,11 +101,11 @@ class Monitoring(Construct):
                 f"{settings.oldest_message_alarm_seconds} s.",
             )
         alarm(
-            "JobsDlqDepth",
-            queues.jobs_dlq.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
+            "JobsFailed",
+            emf_metric("JobsFailed", cloudwatch.Stats.SUM),
             threshold=1,
-            description=f"A bulk job's continuation failed {settings.max_receive_count} times: the job stays "
-            "running; fix the cause and re-issue the call.",
+            description=f"A bulk job's continuation failed {settings.max_receive_count} times: the job ended "
+            "failed (GET /jobs/{job_id}); fix the cause and re-issue the call.",
         )
         alarm(
             "SesEventsDlqDepth",

@@ -22,7 +22,7 @@ else:
 
 JOB_RETENTION_SECONDS = 7 * 24 * 3600  # a job's item expires (TTL) this long after its last change
 JobKind = Literal["suspend", "activate", "cleanup", "delete_tenant"]
-JobStatus = Literal["queued", "running", "done"]
+JobStatus = Literal["queued", "running", "done", "failed"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status == "done"
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Job:
@@ -136,6 +140,11 @@ class JobStore:
         """Record the last page and end the job, with the route's answer in `result`."""
         named = values(done="done", result=json.dumps(result))
         return self._update(job, "#s = :done, #r = :result", named, processed=processed, affected=affected, now=now)
+
+    def fail(self, job: Job, *, reason: str, now: float) -> Job | None:
+        """End the job as failed where it stands, with `reason` in `result.error`; None when it moved on."""
+        named = values(failed="failed", result=json.dumps({"error": reason}))
+        return self._update(job, "#s = :failed, #r = :result", named, processed=0, affected=0, now=now)
 
     def _update(
         self, job: Job, sets: str, named: dict[str, Any], *, processed: int, affected: int, now: float

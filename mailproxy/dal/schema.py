@@ -65,6 +65,7 @@ class LocalResources:
     bulk_dlq_url: str
     body_bucket: str
     jobs_queue_url: str
+    jobs_dlq_arn: str
 
     def environment(self) -> dict[str, str]:
         return {
@@ -74,6 +75,7 @@ class LocalResources:
             "GMP_BULK_QUEUE_URL": self.bulk_queue_url,
             "GMP_BODY_BUCKET": self.body_bucket,
             "GMP_JOBS_QUEUE_URL": self.jobs_queue_url,
+            "GMP_JOBS_DLQ_ARN": self.jobs_dlq_arn,
         }
 
 
@@ -90,8 +92,9 @@ def create_resources(session: Any, prefix: str = "gmp", visibility_timeout: int 
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
-    urls = {}
-    for name in ("urgent", "bulk"):
+    urls, arns = {}, {}
+    # Bulk jobs' continuations (mailproxy/logic/jobs.py) too: one that reaches the jobs DLQ ends its job failed.
+    for name in ("urgent", "bulk", "jobs"):
         dlq_url = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{LOCAL_MAX_RECEIVE_COUNT}"}}'
@@ -99,11 +102,7 @@ def create_resources(session: Any, prefix: str = "gmp", visibility_timeout: int 
             QueueName=f"{prefix}-{name}",
             Attributes={"VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive},
         )["QueueUrl"]
-        urls[f"{name}-dlq"] = dlq_url
-    # Bulk jobs' continuations (mailproxy/logic/jobs.py): a failed one is re-sent by the job's next call.
-    jobs_queue_url = sqs.create_queue(
-        QueueName=f"{prefix}-jobs", Attributes={"VisibilityTimeout": str(visibility_timeout)}
-    )["QueueUrl"]
+        urls[f"{name}-dlq"], arns[f"{name}-dlq"] = dlq_url, dlq_arn
     bucket = f"{prefix}-contents"
     s3.create_bucket(Bucket=bucket)
     return LocalResources(
@@ -114,5 +113,6 @@ def create_resources(session: Any, prefix: str = "gmp", visibility_timeout: int 
         urgent_dlq_url=urls["urgent-dlq"],
         bulk_dlq_url=urls["bulk-dlq"],
         body_bucket=bucket,
-        jobs_queue_url=jobs_queue_url,
+        jobs_queue_url=urls["jobs"],
+        jobs_dlq_arn=arns["jobs-dlq"],
     )

@@ -133,7 +133,7 @@ def start(
         # The worker takes it from the last recorded page; the caller gets its 202.
         logger.exception("job run failed inside the API call; continued by the worker", extra={"job_id": job.id})
         job = services.jobs.get(tenant_id, job.id) or job
-    if not job.finished:
+    if job.active:
         services.job_queue.send(job)
     return job
 
@@ -150,12 +150,26 @@ def continue_job(
     """The worker's run of a continuation; another continuation is sent when the budget runs out. A
     continuation whose checkpoint is no longer the job's (a redelivered or superseded message) is dropped."""
     job = services.jobs.get(tenant_id, job_id)
-    if job is None or job.finished or job.checkpoint != checkpoint:
+    if job is None or not job.active or job.checkpoint != checkpoint:
         return None
     job = run(services, job, budget_seconds=budget_seconds, clock=clock)
-    if not job.finished:
+    if job.active:
         services.job_queue.send(job)
     return job
+
+
+def fail_abandoned(services: Services, tenant_id: str, job_id: str, checkpoint: dict[str, Any] | None) -> Job | None:
+    """A continuation the jobs queue gave up on (it failed in the worker as often as the queue allows, then
+    moved to its DLQ): the job ends as failed where it stands, unless it moved on since (another run took it
+    further, or it ended)."""
+    job = services.jobs.get(tenant_id, job_id)
+    if job is None or not job.active or job.checkpoint != checkpoint:
+        return None
+    reason = (
+        "its continuation kept failing in the jobs worker (its log names the cause); what was applied stays "
+        "applied: re-issue the same call to finish the operation"
+    )
+    return services.jobs.fail(job, reason=reason, now=time.time())
 
 
 def run(services: Services, job: Job, *, budget_seconds: float | None, clock: Clock = time.monotonic) -> Job:
@@ -180,5 +194,5 @@ def run(services: Services, job: Job, *, budget_seconds: float | None, clock: Cl
         if moved is None:
             return services.jobs.get(job.tenant_id, job.id) or job
         job = moved
-        if job.finished or (deadline is not None and clock() >= deadline):
+        if not job.active or (deadline is not None and clock() >= deadline):
             return job

@@ -11,15 +11,30 @@ from tests.infrastructure.conftest import API_HANDLER, Synthesis, actions_of, st
 from tests.infrastructure.test_iam import DYNAMODB_WRITE, _resource_ids, _tables
 
 
+def _mappings(synth: Synthesis) -> dict[str, dict[str, Any]]:
+    """The jobs worker's event source mappings by the logical id of their queue."""
+    return {m["EventSourceArn"]["Fn::GetAtt"][0]: m for m in synth.event_source_mappings(JOBS_HANDLER)}
+
+
 def _jobs_queue(synth: Synthesis) -> tuple[str, dict[str, Any]]:
-    function_id, _ = synth.function(JOBS_HANDLER)
-    (mapping,) = [
-        m["Properties"]
-        for m in synth.resources("AWS::Lambda::EventSourceMapping").values()
-        if m["Properties"]["FunctionName"] == {"Ref": function_id}
-    ]
-    queue_id = mapping["EventSourceArn"]["Fn::GetAtt"][0]
+    queues = synth.resources("AWS::SQS::Queue")
+    ((queue_id, mapping),) = [(q, m) for q, m in _mappings(synth).items() if "RedrivePolicy" in queues[q]["Properties"]]
     return queue_id, mapping
+
+
+def test_the_jobs_dlq_triggers_the_worker_too_which_ends_the_job_failed(synth: Synthesis) -> None:
+    dlq = synth.dead_letter_queue_of(_jobs_queue(synth)[0])
+    assert set(_mappings(synth)) == {_jobs_queue(synth)[0], dlq}
+    mapping = _mappings(synth)[dlq]
+    assert mapping["BatchSize"] == 1 and mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    _, function = synth.function(JOBS_HANDLER)
+    assert function["Properties"]["Environment"]["Variables"]["GMP_JOBS_DLQ_ARN"] == {"Fn::GetAtt": [dlq, "Arn"]}
+    (alarm,) = [
+        a["Properties"]
+        for a in synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "JobsFailed"
+    ]
+    assert alarm["Threshold"] == 1 and alarm["Statistic"] == "Sum"
 
 
 def test_the_jobs_queue_triggers_the_worker_one_job_at_a_time_with_partial_failures(synth: Synthesis) -> None:

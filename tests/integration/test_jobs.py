@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from fastapi.testclient import TestClient
 
 from functions.api.app import ApiContext, create_app
@@ -23,7 +24,7 @@ from functions.jobs import handler as jobs_handler
 from mailproxy import runtime
 from mailproxy.config import JOB_RUN_MARGIN_SECONDS
 from mailproxy.dal.messages import NewMessage
-from mailproxy.dal.schema import LocalResources
+from mailproxy.dal.schema import LOCAL_MAX_RECEIVE_COUNT, LocalResources
 from mailproxy.logic import jobs
 from mailproxy.services import Services
 from mailproxy_local.lambda_context import LocalLambdaContext
@@ -37,7 +38,9 @@ THROUGH_THE_API = 300  # of VOLUME, ingested by add-messages; the rest written s
 def job_services(aws: LocalResources) -> Services:
     """Services with the jobs queue and an inline budget spent by the first page: any job over one page
     answers 202 and goes on in the worker."""
-    return Services.create(make_settings(aws, jobs_queue_url=aws.jobs_queue_url, job_inline_budget=0.001))
+    return Services.create(
+        make_settings(aws, jobs_queue_url=aws.jobs_queue_url, jobs_dlq_arn=aws.jobs_dlq_arn, job_inline_budget=0.001)
+    )
 
 
 @pytest.fixture
@@ -72,14 +75,13 @@ def continuations(services: Services) -> Iterator[dict[str, Any]]:
     """The jobs queue's messages, one at a time, as Lambda's event source hands them to the worker."""
     url = services.settings.jobs_queue_url
     assert url is not None
+    arn = services.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     while True:
         messages = services.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages", [])
         if not messages:
             return
         services.sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
-        yield {
-            "Records": [{"messageId": messages[0]["MessageId"], "body": messages[0]["Body"], "eventSource": "aws:sqs"}]
-        }
+        yield _as_lambda_record(messages[0], arn)
 
 
 def run_worker(api: TestClient, services: Services, job_id: str, tenant_id: str = "default") -> list[int]:
@@ -177,6 +179,65 @@ def test_a_worker_killed_after_a_page_resumes_from_its_checkpoint_without_redoin
     assert finished is not None and finished.status == "done"
     assert finished.processed == len(ids) and finished.result == {"suspended": len(ids)}
     assert set(held) == set(ids) and set(held.values()) == {1}
+
+
+def _as_lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+            }
+        ]
+    }
+
+
+def test_a_job_whose_continuation_keeps_failing_ends_failed_when_it_reaches_the_dlq_and_stays_so(
+    job_api: TestClient, job_services: Services, aws: LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_in_bulk(job_services, [f"f-{n:04d}" for n in range(250)])
+    answer = job_api.post("/commands/suspend", headers=AUTH, json={})
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    processed = answer.json()["processed"]
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    working = job_services.queries.tenant_page
+    monkeypatch.setattr(job_services.queries, "tenant_page", throttled)
+    sqs, url = job_services.sqs, aws.jobs_queue_url
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    context = LocalLambdaContext("gmp-jobs", timeout_seconds=30)
+    failures = 0
+    while messages := sqs.receive_message(QueueUrl=url, VisibilityTimeout=0).get("Messages", []):
+        with pytest.raises(BatchProcessingError):  # the record returns to the queue, as with Lambda
+            jobs_handler.handler(_as_lambda_record(messages[0], queue_arn), context)
+        failures += 1
+    assert failures == LOCAL_MAX_RECEIVE_COUNT  # then SQS moved it to the DLQ
+    assert job_api.get(f"/jobs/{job_id}", headers=AUTH).json()["status"] == "running"
+
+    dlq_url = sqs.get_queue_url(QueueName=aws.jobs_dlq_arn.rsplit(":", 1)[-1])["QueueUrl"]
+    [dead] = sqs.receive_message(QueueUrl=dlq_url)["Messages"]
+    assert jobs_handler.handler(_as_lambda_record(dead, aws.jobs_dlq_arn), context) == {"batchItemFailures": []}
+    job = job_api.get(f"/jobs/{job_id}", headers=AUTH).json()
+    assert job["status"] == "failed" and job["processed"] == processed
+    assert "re-issue the same call" in job["result"]["error"]
+
+    # A redriven continuation finds the job ended: it is dropped, and the job stays as it is.
+    monkeypatch.setattr(job_services.queries, "tenant_page", working)
+    assert (
+        jobs.continue_job(job_services, "default", job_id, json.loads(dead["Body"])["checkpoint"], budget_seconds=60)
+        is None
+    )
+    assert job_api.get(f"/jobs/{job_id}", headers=AUTH).json() == job
+    again = job_api.post("/commands/suspend", headers=AUTH, json={})  # the documented recovery
+    run_worker(job_api, job_services, again.json()["job_id"])
+    assert job_api.get(f"/jobs/{again.json()['job_id']}", headers=AUTH).json()["status"] == "done"
+    assert all(item.get("suspended") for item in status_items(job_services))
 
 
 def test_a_small_tenants_suspend_and_activate_answer_200_as_before(api: TestClient, services: Services) -> None:
