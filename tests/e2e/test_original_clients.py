@@ -151,7 +151,9 @@ def test_january_2026_session_in_the_strict_query_form(smtp_sink_factory: SinkFa
 
         suspended = call("POST", "/commands/suspend", params={"tenant_id": "acme", "batch_code": "promo"})
         assert suspended["suspended_batches"] == ["promo"]
-        messages = [message("j1"), message("j2"), message("j3", batch_code="promo"), message("j4")]
+        # j4 waits an hour (deferred_ts), so that its deletion never races a sender that took it at once.
+        later = int(time.time()) + 3600
+        messages = [message("j1"), message("j2"), message("j3", batch_code="promo"), message("j4", deferred_ts=later)]
         assert call("POST", "/commands/add-messages", json={"messages": messages})["queued"] == 4
         removed = call("POST", "/commands/delete-messages", params={"tenant_id": "acme"}, json={"ids": ["j4"]})
         assert removed["removed"] in (1, ["j4"])
