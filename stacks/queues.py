@@ -55,12 +55,14 @@ class Queues(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.max_receive_count, queue=self.bulk_dlq),
         )
 
-        self.jobs_dlq = _queue(self, "JobsDlq", retention=Duration.days(14))
+        # The jobs worker reads its DLQ too (a continuation there ends its job failed): the same visibility.
+        jobs_visibility = Duration.seconds(6 * settings.jobs_timeout_seconds)  # AWS guidance, as the work queues
+        self.jobs_dlq = _queue(self, "JobsDlq", retention=Duration.days(14), visibility=jobs_visibility)
         self.jobs_queue = _queue(
             self,
             "JobsQueue",
             retention=Duration.days(4),
-            visibility=Duration.seconds(6 * settings.jobs_timeout_seconds),  # AWS guidance, as the work queues
+            visibility=jobs_visibility,
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=settings.max_receive_count, queue=self.jobs_dlq),
         )
 

@@ -22,7 +22,9 @@ from mailproxy.dal.dynamo import DynamoDBClient
 from mailproxy.dal.items import to_item, values
 from mailproxy.dal.keys import tenant_index_partition, tenant_index_shards
 
-_LISTINGS_PER_READ = 10  # listing items per Query page: up to a request's ids each
+# Listing items per Query page (each up to a request's ids): a first page of two serves a short listing without
+# reading kilobytes of ids it will not show; the following pages read more at a time.
+_FIRST_READ, _NEXT_READS = 2, 10
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,11 @@ class TenantIndex:
             "ExpressionAttributeValues": named,
             "ScanIndexForward": forward,
             "ConsistentRead": consistent,
-            "Limit": _LISTINGS_PER_READ,
+            "Limit": _FIRST_READ,
         }
         while True:
             answer = self._db.query(**request)
+            request["Limit"] = _NEXT_READS
             for raw in answer["Items"]:
                 yield raw["sk"]["S"], [value["S"] for value in raw["ids"]["L"]]
             if "LastEvaluatedKey" not in answer:

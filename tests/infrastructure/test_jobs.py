@@ -27,6 +27,8 @@ def test_the_jobs_dlq_triggers_the_worker_too_which_ends_the_job_failed(synth: S
     assert set(_mappings(synth)) == {_jobs_queue(synth)[0], dlq}
     mapping = _mappings(synth)[dlq]
     assert mapping["BatchSize"] == 1 and mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = synth.resources("AWS::SQS::Queue")[dlq]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * synth.context["jobs_timeout_seconds"]
     _, function = synth.function(JOBS_HANDLER)
     assert function["Properties"]["Environment"]["Variables"]["GMP_JOBS_DLQ_ARN"] == {"Fn::GetAtt": [dlq, "Arn"]}
     (alarm,) = [
