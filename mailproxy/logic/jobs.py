@@ -149,8 +149,8 @@ def continue_job(
 ) -> Job | None:
     """The worker's run of a continuation; another continuation is sent when the budget runs out. A
     continuation whose checkpoint is no longer the job's (a redelivered or superseded message) is dropped."""
-    job = services.jobs.get(tenant_id, job_id)
-    if job is None or not job.active or job.checkpoint != checkpoint:
+    job = _still_at(services, tenant_id, job_id, checkpoint)
+    if job is None:
         return None
     job = run(services, job, budget_seconds=budget_seconds, clock=clock)
     if job.active:
@@ -158,12 +158,18 @@ def continue_job(
     return job
 
 
+def _still_at(services: Services, tenant_id: str, job_id: str, checkpoint: dict[str, Any] | None) -> Job | None:
+    """The job, if a continuation carrying `checkpoint` is still its own: the job goes on and stands there."""
+    job = services.jobs.get(tenant_id, job_id)
+    return job if job is not None and job.active and job.checkpoint == checkpoint else None
+
+
 def fail_abandoned(services: Services, tenant_id: str, job_id: str, checkpoint: dict[str, Any] | None) -> Job | None:
     """A continuation the jobs queue gave up on (it failed in the worker as often as the queue allows, then
     moved to its DLQ): the job ends as failed where it stands, unless it moved on since (another run took it
     further, or it ended)."""
-    job = services.jobs.get(tenant_id, job_id)
-    if job is None or not job.active or job.checkpoint != checkpoint:
+    job = _still_at(services, tenant_id, job_id, checkpoint)
+    if job is None:
         return None
     reason = (
         "its continuation kept failing in the jobs worker (its log names the cause); what was applied stays "

@@ -75,15 +75,12 @@ class Synthesis:
         dead-letter queue too, but is no work queue."""
         return {m["EventSourceArn"]["Fn::GetAtt"][0] for m in self.event_source_mappings(SENDER_HANDLER)}
 
-    def dead_letter_queue_of(self, queue_id: str) -> str:
-        """Logical id of the queue that `queue_id`'s redrive policy names."""
-        policy = self.resources("AWS::SQS::Queue")[queue_id]["Properties"]["RedrivePolicy"]
-        return str(policy["deadLetterTargetArn"]["Fn::GetAtt"][0])
-
     def jobs_dlq(self) -> str:
         """The jobs queue's DLQ (the queue every function's GMP_JOBS_QUEUE_URL names redrives to it)."""
         _, api = self.function(API_HANDLER)
-        return self.dead_letter_queue_of(api["Properties"]["Environment"]["Variables"]["GMP_JOBS_QUEUE_URL"]["Ref"])
+        jobs_queue = api["Properties"]["Environment"]["Variables"]["GMP_JOBS_QUEUE_URL"]["Ref"]
+        policy = self.resources("AWS::SQS::Queue")[jobs_queue]["Properties"]["RedrivePolicy"]
+        return str(policy["deadLetterTargetArn"]["Fn::GetAtt"][0])
 
     def dead_letter_queues(self) -> set[str]:
         """Logical ids of the queues that some queue's redrive policy names."""

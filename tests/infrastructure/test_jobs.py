@@ -23,7 +23,7 @@ def _jobs_queue(synth: Synthesis) -> tuple[str, dict[str, Any]]:
 
 
 def test_the_jobs_dlq_triggers_the_worker_too_which_ends_the_job_failed(synth: Synthesis) -> None:
-    dlq = synth.dead_letter_queue_of(_jobs_queue(synth)[0])
+    dlq = synth.jobs_dlq()
     assert set(_mappings(synth)) == {_jobs_queue(synth)[0], dlq}
     mapping = _mappings(synth)[dlq]
     assert mapping["BatchSize"] == 1 and mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
